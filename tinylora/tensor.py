@@ -1,0 +1,363 @@
+"""The autograd engine: a Tensor that remembers how it was made, and backward().
+
+Each op computes its result and defines, right beside it, a ``backward(g)`` that maps the
+gradient of the result to one gradient per input (``None`` for an input that needs none, so
+a frozen weight's gradient is never computed). ``Tensor.backward`` walks the graph in reverse
+topological order and *accumulates* gradients (a node used twice receives two contributions).
+
+>>> x = Tensor([1.0, 2.0, 3.0], requires_grad=True)
+>>> (x * x).sum().backward()
+>>> x.grad
+array([2., 4., 6.], dtype=float32)
+"""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from .backend import asnumpy, device_of, get_array_module, to_device
+
+_grad_enabled = True
+
+
+def is_grad_enabled() -> bool:
+    """False inside a ``no_grad()`` block."""
+    return _grad_enabled
+
+
+class no_grad:
+    """Context manager (or decorator) in which ops record no graph.
+
+    >>> with no_grad():
+    ...     y = Tensor([1.0], requires_grad=True) * 2
+    >>> y.requires_grad
+    False
+    """
+
+    def __enter__(self):
+        global _grad_enabled
+        self._previous, _grad_enabled = _grad_enabled, False
+
+    def __exit__(self, *exc):
+        global _grad_enabled
+        _grad_enabled = self._previous
+
+    def __call__(self, fn):
+        def wrapper(*args, **kwargs):
+            with no_grad():
+                return fn(*args, **kwargs)
+        wrapper.__name__, wrapper.__doc__ = fn.__name__, fn.__doc__
+        return wrapper
+
+
+def _to_array(data, dtype):
+    """Turn user data into an array; Python floats become float32, as in PyTorch."""
+    if isinstance(data, Tensor):
+        data = data.data
+    if isinstance(data, (str, bytes)):
+        raise TypeError(f"Tensor data must be numeric, got a string: {data!r}")
+    xp = get_array_module(data)
+    from_python = xp is np and not isinstance(data, (np.ndarray, np.generic))
+    try:
+        array = xp.asarray(data, dtype=dtype)
+    except ValueError as err:  # ragged nested lists
+        raise ValueError(f"Tensor data must be a rectangular nested list or an array; got {data!r:.80} ({err})") from None
+    if array.dtype.kind not in "biuf":
+        raise TypeError(f"Tensor data must be numeric (bool, int or float); got dtype {array.dtype} from {data!r:.80}")
+    if from_python and dtype is None and array.dtype == np.float64:
+        array = array.astype(np.float32)
+    return array
+
+
+def _unbroadcast(g, shape):
+    """Sum a gradient back down to ``shape``, undoing NumPy broadcasting."""
+    if g.shape == shape:
+        return g
+    lead = g.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(lead + i for i, n in enumerate(shape) if n == 1 and g.shape[lead + i] != 1)
+    return g.sum(axis=axes, keepdims=True).reshape(shape)
+
+
+def _normalize_axes(axis, ndim):
+    if axis is None:
+        return tuple(range(ndim))
+    axes = (axis,) if isinstance(axis, numbers.Integral) else tuple(axis)
+    for a in axes:
+        if not -ndim <= a < max(ndim, 1):
+            raise ValueError(f"axis {a} is out of range for a tensor with {ndim} dimensions")
+    return tuple(a % max(ndim, 1) for a in axes)
+
+
+def _expand_reduced(g, axes, shape, keepdims):
+    """Broadcast the gradient of a reduction back to the input's shape."""
+    if not keepdims:
+        g = g.reshape([1 if i in axes else n for i, n in enumerate(shape)])
+    return get_array_module(g).broadcast_to(g, shape)
+
+
+def _result(data, parents, backward):
+    """Wrap an op's output; record the graph only when some input needs a gradient."""
+    out = Tensor.__new__(Tensor)
+    out.data, out.grad = data, None
+    out.requires_grad = _grad_enabled and any(p.requires_grad for p in parents)
+    out._parents = parents if out.requires_grad else ()
+    out._backward = backward if out.requires_grad else None
+    return out
+
+
+class Tensor:
+    """An n-dimensional array (NumPy or CuPy) with reverse-mode automatic differentiation."""
+
+    __array_ufunc__ = None  # make `ndarray * Tensor` call Tensor.__rmul__
+
+    def __init__(self, data, requires_grad: bool = False, dtype=None):
+        self.data = _to_array(data, dtype)
+        if requires_grad and self.data.dtype.kind != "f":
+            raise TypeError(f"requires_grad=True needs a floating-point tensor, got dtype {self.data.dtype}")
+        self.requires_grad = bool(requires_grad)
+        self.grad = None
+        self._parents, self._backward = (), None
+
+    # ---- array facts --------------------------------------------------------------------
+    shape = property(lambda self: self.data.shape)
+    dtype = property(lambda self: self.data.dtype)
+    ndim = property(lambda self: self.data.ndim)
+    size = property(lambda self: self.data.size)
+    device = property(lambda self: device_of(self.data))
+    xp = property(lambda self: get_array_module(self.data))
+
+    def __len__(self):
+        return len(self.data)
+
+    def __repr__(self):
+        grad = ", requires_grad=True" if self.requires_grad else ""
+        device = ", device='cuda'" if self.device == "cuda" else ""
+        return f"Tensor({asnumpy(self.data)!r}{device}{grad})"
+
+    def item(self):
+        return self.data.item()
+
+    def numpy(self) -> np.ndarray:
+        """A host NumPy copy of the data."""
+        return np.array(asnumpy(self.data), copy=True)  # host-ok
+
+    def detach(self) -> "Tensor":
+        """The same data, cut from the graph."""
+        return Tensor(self.data)
+
+    def to(self, device: str) -> "Tensor":
+        """A copy on ``"cpu"`` or ``"cuda"`` (a new leaf; requires_grad is kept)."""
+        return Tensor(to_device(self.data, device), requires_grad=self.requires_grad)
+
+    def _lift(self, other) -> "Tensor":
+        """Make ``other`` a Tensor on this tensor's device; scalars take this tensor's dtype."""
+        if isinstance(other, Tensor):
+            if type(other.data) is not type(self.data) and other.device != self.device:
+                raise ValueError(f"expected all tensors on one device, got {self.device} and {other.device}; "
+                                 f"move one with .to({self.device!r})")
+            return other
+        if isinstance(other, numbers.Number):
+            dtype = self.dtype if self.dtype.kind == "f" else None
+            return Tensor(self.xp.asarray(other, dtype=dtype))
+        return self._lift(Tensor(other))
+
+    # ---- elementwise arithmetic (broadcasting) -----------------------------------------
+    def __add__(self, other):
+        a, b = self, self._lift(other)
+
+        def backward(g):
+            return (_unbroadcast(g, a.shape) if a.requires_grad else None,
+                    _unbroadcast(g, b.shape) if b.requires_grad else None)
+        return _result(a.data + b.data, (a, b), backward)
+
+    def __mul__(self, other):
+        a, b = self, self._lift(other)
+
+        def backward(g):
+            return (_unbroadcast(g * b.data, a.shape) if a.requires_grad else None,
+                    _unbroadcast(g * a.data, b.shape) if b.requires_grad else None)
+        return _result(a.data * b.data, (a, b), backward)
+
+    def __truediv__(self, other):
+        a, b = self, self._lift(other)
+
+        def backward(g):
+            return (_unbroadcast(g / b.data, a.shape) if a.requires_grad else None,
+                    _unbroadcast(-g * a.data / (b.data * b.data), b.shape) if b.requires_grad else None)
+        return _result(a.data / b.data, (a, b), backward)
+
+    def __pow__(self, exponent):
+        if not isinstance(exponent, numbers.Real):
+            raise TypeError(f"** takes a real scalar exponent, got {type(exponent).__name__}")
+        a = self
+
+        def backward(g):
+            return (g * exponent * a.data ** (exponent - 1),)
+        return _result(a.data ** exponent, (a,), backward)
+
+    def __neg__(self):
+        return _result(-self.data, (self,), lambda g: (-g,))
+
+    def __sub__(self, other):
+        return self + (-self._lift(other))
+
+    def __rsub__(self, other):
+        return self._lift(other) + (-self)
+
+    def __rtruediv__(self, other):
+        return self._lift(other) / self
+
+    __radd__ = __add__
+    __rmul__ = __mul__
+
+    # ---- matrix product -----------------------------------------------------------------
+    def __matmul__(self, other):
+        a, b = self, self._lift(other)
+        if a.ndim < 2 or b.ndim < 2 or a.shape[-1] != b.shape[-2]:
+            raise ValueError(f"matmul shape mismatch: {a.shape} @ {b.shape}; both need >= 2 dims and "
+                             f"a.shape[-1] ({a.shape[-1] if a.ndim else None}) must equal b.shape[-2]")
+        try:
+            out = a.data @ b.data
+        except ValueError:
+            raise ValueError(f"matmul batch dimensions do not broadcast: {a.shape} @ {b.shape}") from None
+
+        def backward(g):
+            ga = gb = None
+            if a.requires_grad:
+                ga = _unbroadcast(g @ b.data.swapaxes(-1, -2), a.shape)
+            if b.requires_grad and b.ndim == 2:  # one GEMM over all batch rows
+                gb = a.data.reshape(-1, a.shape[-1]).T @ g.reshape(-1, g.shape[-1])
+            elif b.requires_grad:
+                gb = _unbroadcast(a.data.swapaxes(-1, -2) @ g, b.shape)
+            return ga, gb
+        return _result(out, (a, b), backward)
+
+    def __rmatmul__(self, other):
+        return self._lift(other) @ self
+
+    # ---- reductions ---------------------------------------------------------------------
+    def sum(self, axis=None, keepdims=False):
+        axes = _normalize_axes(axis, self.ndim)
+        shape = self.shape
+        return _result(self.data.sum(axis=axes, keepdims=keepdims), (self,),
+                       lambda g: (_expand_reduced(g, axes, shape, keepdims),))
+
+    def mean(self, axis=None, keepdims=False):
+        axes = _normalize_axes(axis, self.ndim)
+        count = int(np.prod([self.shape[a] for a in axes]))  # host-ok: shape arithmetic
+        return self.sum(axis=axes, keepdims=keepdims) * (1.0 / count)
+
+    def max(self, axis=None, keepdims=False):
+        """Maximum; the gradient is shared equally among tied maxima."""
+        axes, a = _normalize_axes(axis, self.ndim), self
+        top = a.data.max(axis=axes, keepdims=True)
+
+        def backward(g):
+            mask = (a.data == top).astype(a.dtype)
+            return (_expand_reduced(g, axes, a.shape, keepdims) * mask / mask.sum(axis=axes, keepdims=True),)
+        out = top if keepdims else top.reshape([n for i, n in enumerate(a.shape) if i not in axes])
+        return _result(out, (a,), backward)
+
+    # ---- elementwise functions ----------------------------------------------------------
+    def exp(self):
+        out = self.xp.exp(self.data)
+        return _result(out, (self,), lambda g: (g * out,))
+
+    def log(self):
+        x = self.data
+        return _result(self.xp.log(x), (self,), lambda g: (g / x,))
+
+    def tanh(self):
+        out = self.xp.tanh(self.data)
+        return _result(out, (self,), lambda g: (g * (1 - out * out),))
+
+    def relu(self):
+        x = self.data
+        return _result(self.xp.maximum(x, 0), (self,), lambda g: (g * (x > 0),))
+
+    def sigmoid(self):
+        xp = self.xp
+        out = xp.exp(-xp.logaddexp(0, -self.data))  # 1 / (1 + e^-x) without overflow
+        return _result(out, (self,), lambda g: (g * out * (1 - out),))
+
+    # ---- shape ----------------------------------------------------------------------------
+    def reshape(self, *shape):
+        shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
+        old = self.shape
+        return _result(self.data.reshape(shape), (self,), lambda g: (g.reshape(old),))
+
+    def transpose(self, *axes):
+        axes = axes[0] if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else axes
+        axes = tuple(axes) or tuple(reversed(range(self.ndim)))
+        inverse = tuple(np.argsort(axes))  # host-ok: a permutation of axis numbers
+        return _result(self.data.transpose(axes), (self,), lambda g: (g.transpose(inverse),))
+
+    T = property(lambda self: self.transpose())
+
+    def __getitem__(self, index):
+        xp, a = self.xp, self
+        index = _device_index(index, xp)
+
+        def backward(g):
+            grad = xp.zeros_like(a.data)
+            xp.add.at(grad, index, g)  # repeated indices add up (backend.scatter_add)
+            return (grad,)
+        return _result(a.data[index], (a,), backward)
+
+    # ---- backward -----------------------------------------------------------------------
+    def backward(self, grad=None, retain_graph: bool = False) -> None:
+        """Accumulate d(self)/d(leaf) into every leaf's ``.grad`` that requires grad.
+
+        ``grad`` is the upstream gradient (needed unless self has one element). The graph is
+        released afterwards unless ``retain_graph=True``.
+        """
+        if not self.requires_grad:
+            raise ValueError("backward() on a tensor that does not require grad (no input had requires_grad=True)")
+        if grad is None:
+            if self.size != 1:
+                raise ValueError(f"backward() without a grad argument needs a one-element tensor, got shape {self.shape}")
+            grad = self.xp.ones_like(self.data)
+        else:
+            grad = self._lift(grad).data
+            if grad.shape != self.shape:
+                raise ValueError(f"backward(grad) needs grad of shape {self.shape}, got {grad.shape}")
+        grads = {id(self): grad}
+        for node in reversed(_topological_order(self)):
+            g = grads.pop(id(node))
+            if node._backward is None:  # a leaf: accumulate
+                if node.grad is None:
+                    node.grad = g.copy()
+                else:
+                    node.grad += g
+                continue
+            for parent, pg in zip(node._parents, node._backward(g)):
+                if pg is not None:
+                    grads[id(parent)] = grads[id(parent)] + pg if id(parent) in grads else pg
+            if not retain_graph:
+                node._parents, node._backward = (), None
+
+
+def _topological_order(root):
+    """Nodes that need a gradient, inputs before outputs (iterative DFS: no recursion limit)."""
+    order, seen, stack = [], set(), [(root, False)]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            order.append(node)
+        elif id(node) not in seen:
+            seen.add(id(node))
+            stack.append((node, True))
+            stack.extend((p, False) for p in node._parents if p.requires_grad and id(p) not in seen)
+    return order
+
+
+def _device_index(index, xp):
+    """Index arrays (Tensors, lists, arrays) moved onto the module ``xp`` of the indexed data."""
+    if isinstance(index, tuple):
+        return tuple(_device_index(i, xp) for i in index)
+    if isinstance(index, Tensor):
+        index = index.data
+    if isinstance(index, list) or (hasattr(index, "dtype") and get_array_module(index) is not xp):
+        index = xp.asarray(index)
+    return index
