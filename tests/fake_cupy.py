@@ -117,6 +117,8 @@ class FakeCupyArray:
         self._a[_unwrap(index)] = _unwrap(value)
 
     def __getattr__(self, name):  # methods such as sum, reshape, astype, swapaxes
+        if name.startswith("__"):  # e.g. __array_interface__, which would let NumPy read the data silently
+            raise AttributeError(name)
         attr = getattr(self._a, name)
         return _device_call(name, attr) if callable(attr) else _wrap(attr)
 

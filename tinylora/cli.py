@@ -28,6 +28,33 @@ def _demo(args) -> int:
     return 0
 
 
+def _pretrain(args) -> int:
+    from .pretrained import pretrain
+
+    meta = pretrain(args.out, steps=args.steps, seed=args.seed, corpus_chars=args.corpus_chars,
+                    progress=not args.no_progress)
+    print(f"saved {args.out}: {meta['parameters']:,} parameters, {meta['steps']} steps in {meta['seconds']} s, "
+          f"train loss {meta['final_train_loss']}, validation loss {meta['final_val_loss']}")
+    return 0
+
+
+def _generate(args) -> int:
+    from .pretrained import load_base
+
+    model, tokenizer = load_base(path=args.model)
+    ids = tokenizer.encode(args.prompt)[None, :]  # (1, T)
+    out = model.generate(ids, args.max_new_tokens, temperature=args.temperature, top_k=args.top_k, seed=args.seed)
+    print(tokenizer.decode(out[0]))
+    return 0
+
+
+def _bench(args) -> int:
+    import importlib
+
+    module = importlib.import_module(f"tinylora.bench.{args.which}")
+    return module.main(args.bench_args) or 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tinylora", description=__doc__ or "tinylora command line",
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -37,6 +64,32 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--steps", type=int, default=100, help="gradient-descent steps")
     demo.add_argument("--seed", type=int, default=0, help="random seed for the data")
     demo.set_defaults(func=_demo)
+
+    pre = sub.add_parser("pretrain", help="pre-train the base GPT on the generated fables corpus and save it",
+                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    from .pretrained import PRETRAIN_DEFAULTS, base_model_path
+    pre.add_argument("--out", default="base_model.npz", help="where to write the checkpoint (.npz)")
+    pre.add_argument("--steps", type=int, default=PRETRAIN_DEFAULTS["steps"], help="training steps")
+    pre.add_argument("--seed", type=int, default=PRETRAIN_DEFAULTS["seed"], help="seed for corpus, init and batches")
+    pre.add_argument("--corpus-chars", type=int, default=PRETRAIN_DEFAULTS["corpus_chars"],
+                     help="characters of generated corpus")
+    pre.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    pre.set_defaults(func=_pretrain)
+
+    gen = sub.add_parser("generate", help="sample text from the shipped base model",
+                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    gen.add_argument("--prompt", default="Once upon a time", help="text to continue")
+    gen.add_argument("--max-new-tokens", type=int, default=200, help="characters to generate")
+    gen.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (0 = greedy)")
+    gen.add_argument("--top-k", type=int, default=None, help="sample only from the k likeliest characters")
+    gen.add_argument("--seed", type=int, default=0, help="sampling seed")
+    gen.add_argument("--model", default=None, help=f"checkpoint to load (default: the shipped {base_model_path()})")
+    gen.set_defaults(func=_generate)
+
+    bench = sub.add_parser("bench", help="run a benchmark: engine, gpt or lora (extra args go to the benchmark)")
+    bench.add_argument("which", choices=["engine", "gpt", "lora"], help="which benchmark")
+    bench.add_argument("bench_args", nargs=argparse.REMAINDER, help="arguments for the benchmark (see its --help)")
+    bench.set_defaults(func=_bench)
     return parser
 
 

@@ -16,7 +16,7 @@ import numbers
 
 import numpy as np
 
-from .backend import asnumpy, device_of, get_array_module, to_device
+from .backend import asnumpy, device_of, get_array_module, scatter_add, to_device
 
 _grad_enabled = True
 
@@ -79,6 +79,13 @@ def _unbroadcast(g, shape):
     return g.sum(axis=axes, keepdims=True).reshape(shape)
 
 
+def _matmul(x, w):
+    """``x @ w``; a 2-D ``w`` meets all of x's rows in one GEMM (NumPy would loop over the batch)."""
+    if w.ndim == 2 and x.ndim > 2:
+        return (x.reshape(-1, x.shape[-1]) @ w).reshape(*x.shape[:-1], w.shape[-1])  # (..., m, n)
+    return x @ w
+
+
 def _normalize_axes(axis, ndim):
     if axis is None:
         return tuple(range(ndim))
@@ -98,12 +105,25 @@ def _expand_reduced(g, axes, shape, keepdims):
 
 def _result(data, parents, backward):
     """Wrap an op's output; record the graph only when some input needs a gradient."""
+    if data.__class__ is not np.ndarray and isinstance(data, np.generic):
+        data = np.asarray(data)  # host-ok: NumPy returns scalars from 0-d ops; a Tensor holds an array
+    needs_grad = False
+    if _grad_enabled:
+        for p in parents:
+            needs_grad = needs_grad or p.requires_grad
+    return _new_tensor(data, needs_grad, parents if needs_grad else (), backward if needs_grad else None)
+
+
+def _new_tensor(data, requires_grad=False, parents=(), backward=None):
+    """A Tensor around an array that is already valid (skips ``Tensor.__init__``'s checks)."""
     out = Tensor.__new__(Tensor)
-    out.data, out.grad = data, None
-    out.requires_grad = _grad_enabled and any(p.requires_grad for p in parents)
-    out._parents = parents if out.requires_grad else ()
-    out._backward = backward if out.requires_grad else None
+    out.data, out.grad, out.requires_grad, out._parents, out._backward = data, None, requires_grad, parents, backward
     return out
+
+
+def _released(g):
+    raise RuntimeError("backward() through a graph that was already released; pass retain_graph=True "
+                       "to the first backward() to call it twice")
 
 
 class Tensor:
@@ -144,7 +164,7 @@ class Tensor:
 
     def detach(self) -> "Tensor":
         """The same data, cut from the graph."""
-        return Tensor(self.data)
+        return _new_tensor(self.data)
 
     def to(self, device: str) -> "Tensor":
         """A copy on ``"cpu"`` or ``"cuda"`` (a new leaf; requires_grad is kept)."""
@@ -153,13 +173,13 @@ class Tensor:
     def _lift(self, other) -> "Tensor":
         """Make ``other`` a Tensor on this tensor's device; scalars take this tensor's dtype."""
         if isinstance(other, Tensor):
-            if type(other.data) is not type(self.data) and other.device != self.device:
+            if other.data.__class__ is not self.data.__class__ and other.device != self.device:
                 raise ValueError(f"expected all tensors on one device, got {self.device} and {other.device}; "
                                  f"move one with .to({self.device!r})")
             return other
         if isinstance(other, numbers.Number):
-            dtype = self.dtype if self.dtype.kind == "f" else None
-            return Tensor(self.xp.asarray(other, dtype=dtype))
+            data = self.data
+            return _new_tensor(self.xp.asarray(other, dtype=data.dtype if data.dtype.kind == "f" else None))
         return self._lift(Tensor(other))
 
     # ---- elementwise arithmetic (broadcasting) -----------------------------------------
@@ -200,10 +220,15 @@ class Tensor:
         return _result(-self.data, (self,), lambda g: (-g,))
 
     def __sub__(self, other):
-        return self + (-self._lift(other))
+        a, b = self, self._lift(other)
+
+        def backward(g):
+            return (_unbroadcast(g, a.shape) if a.requires_grad else None,
+                    _unbroadcast(-g, b.shape) if b.requires_grad else None)
+        return _result(a.data - b.data, (a, b), backward)
 
     def __rsub__(self, other):
-        return self._lift(other) + (-self)
+        return self._lift(other) - self
 
     def __rtruediv__(self, other):
         return self._lift(other) / self
@@ -218,18 +243,18 @@ class Tensor:
             raise ValueError(f"matmul shape mismatch: {a.shape} @ {b.shape}; both need >= 2 dims and "
                              f"a.shape[-1] ({a.shape[-1] if a.ndim else None}) must equal b.shape[-2]")
         try:
-            out = a.data @ b.data
+            out = _matmul(a.data, b.data)
         except ValueError:
             raise ValueError(f"matmul batch dimensions do not broadcast: {a.shape} @ {b.shape}") from None
 
-        def backward(g):
+        def backward(g):  # g: (..., m, n)
             ga = gb = None
             if a.requires_grad:
-                ga = _unbroadcast(g @ b.data.swapaxes(-1, -2), a.shape)
+                ga = _unbroadcast(_matmul(g, b.data.swapaxes(-1, -2)), a.shape)  # (..., m, k)
             if b.requires_grad and b.ndim == 2:  # one GEMM over all batch rows
-                gb = a.data.reshape(-1, a.shape[-1]).T @ g.reshape(-1, g.shape[-1])
+                gb = a.data.reshape(-1, a.shape[-1]).T @ g.reshape(-1, g.shape[-1])  # (k, n)
             elif b.requires_grad:
-                gb = _unbroadcast(a.data.swapaxes(-1, -2) @ g, b.shape)
+                gb = _unbroadcast(a.data.swapaxes(-1, -2) @ g, b.shape)  # (..., k, n)
             return ga, gb
         return _result(out, (a, b), backward)
 
@@ -301,7 +326,7 @@ class Tensor:
 
         def backward(g):
             grad = xp.zeros_like(a.data)
-            xp.add.at(grad, index, g)  # repeated indices add up (backend.scatter_add)
+            scatter_add(grad, index, g)  # repeated indices add up
             return (grad,)
         return _result(a.data[index], (a,), backward)
 
@@ -310,7 +335,7 @@ class Tensor:
         """Accumulate d(self)/d(leaf) into every leaf's ``.grad`` that requires grad.
 
         ``grad`` is the upstream gradient (needed unless self has one element). The graph is
-        released afterwards unless ``retain_graph=True``.
+        released afterwards unless ``retain_graph=True`` (a second backward through it then raises).
         """
         if not self.requires_grad:
             raise ValueError("backward() on a tensor that does not require grad (no input had requires_grad=True)")
@@ -322,6 +347,7 @@ class Tensor:
             grad = self._lift(grad).data
             if grad.shape != self.shape:
                 raise ValueError(f"backward(grad) needs grad of shape {self.shape}, got {grad.shape}")
+            grad = grad.astype(self.dtype, copy=False)
         grads = {id(self): grad}
         for node in reversed(_topological_order(self)):
             g = grads.pop(id(node))
@@ -335,7 +361,7 @@ class Tensor:
                 if pg is not None:
                     grads[id(parent)] = grads[id(parent)] + pg if id(parent) in grads else pg
             if not retain_graph:
-                node._parents, node._backward = (), None
+                node._parents, node._backward = (), _released
 
 
 def _topological_order(root):

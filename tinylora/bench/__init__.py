@@ -1,0 +1,1 @@
+"""Benchmarks: ``tinylora bench engine`` (or ``python benchmarks/engine.py``); helpers in ``common``."""

@@ -1,0 +1,467 @@
+"""Fused ops, each with a hand-written backward right beside its forward.
+
+A chain of primitive Tensor ops would give the same gradients, but keeps many intermediate
+arrays alive and is slower; these ops save only what their backward needs. Every backward
+returns ``None`` for an input that does not require grad, so a frozen weight's gradient is
+never computed. Floating dtypes are kept (float32 in, float32 out, forward and backward):
+constants are Python floats, which never promote an array.
+
+>>> import numpy as np
+>>> import tinylora.functional as F
+>>> from tinylora import Tensor
+>>> x = Tensor(np.array([[1.0, 2.0, 3.0]], dtype=np.float32), requires_grad=True)
+>>> F.softmax(x).data.round(3)
+array([[0.09 , 0.245, 0.665]], dtype=float32)
+"""
+from __future__ import annotations
+
+import itertools
+import math
+import numbers
+
+from .backend import device_of, get_array_module, scatter_add
+from .tensor import Tensor, _result, _unbroadcast
+
+__all__ = ["linear", "softmax", "log_softmax", "cross_entropy", "layer_norm", "gelu", "dropout", "embedding",
+           "scaled_dot_product_attention", "where", "concat", "stack"]
+
+
+# ---- helpers -------------------------------------------------------------------------------
+def _tensor(x, name: str, fn: str) -> Tensor:
+    """A Tensor as is; array data wrapped in a (non-grad) Tensor."""
+    if isinstance(x, Tensor):
+        return x
+    if x is None:
+        raise TypeError(f"{fn}: {name} must be a Tensor, got None")
+    return Tensor(x)
+
+
+def _same_device(fn: str, **tensors) -> object:
+    """The array module shared by all the named tensors (None entries skipped); else a ValueError."""
+    named = [(name, t) for name, t in tensors.items() if t is not None]
+    first_name, first = named[0]
+    xp = first.xp
+    for name, t in named[1:]:
+        if t.xp is not xp:
+            raise ValueError(f"{fn}: expected all tensors on one device, but {first_name} is on {first.device} "
+                             f"and {name} is on {t.device}; move one with .to({first.device!r})")
+    return xp
+
+
+def _axis(axis, ndim: int, fn: str) -> int:
+    if not isinstance(axis, numbers.Integral) or not -ndim <= axis < max(ndim, 1):
+        raise ValueError(f"{fn}: axis {axis!r} is out of range for a tensor with {ndim} dimensions")
+    return int(axis) % max(ndim, 1)
+
+
+def _int_array(values, like: Tensor, name: str, fn: str):
+    """Integer indices (array, list or Tensor) on ``like``'s device; host indices are moved over."""
+    if isinstance(values, Tensor):
+        values = values.data
+    if like.device == "cpu" and device_of(values) != "cpu":
+        raise ValueError(f"{fn}: {name} are on {device_of(values)} but the data is on cpu; "
+                         "move them with tinylora.asnumpy")
+    values = like.xp.asarray(values)  # host ids move to the data's device, as in Tensor indexing
+    if values.dtype.kind not in "iu":
+        raise TypeError(f"{fn}: {name} must be an integer array, got dtype {values.dtype}")
+    return values
+
+
+def _check_range(ids, size: int, name: str, fn: str, ignore=None) -> None:
+    """ValueError naming the first index outside [0, size) (positions equal to ``ignore`` excepted)."""
+    bad = (ids < 0) | (ids >= size)
+    if ignore is not None:
+        bad &= ids != ignore
+    if bool(bad.any()):  # one device-to-host sync, a single bool
+        value = int(ids[bad].reshape(-1)[0].item())
+        raise ValueError(f"{fn}: {name} {value} is out of range; valid values are [0, {size})")
+
+
+# ---- linear ------------------------------------------------------------------------------
+def linear(x, weight, bias=None) -> Tensor:
+    """``x @ weight.T + bias``, with PyTorch's weight layout.
+
+    Shapes: x (..., in), weight (out, in), bias (out,) or None -> (..., out).
+    The weight gradient is one GEMM over all leading rows of x.
+
+    >>> import numpy as np
+    >>> from tinylora import Tensor
+    >>> x = Tensor(np.ones((2, 3), dtype=np.float32))
+    >>> w = Tensor(np.ones((4, 3), dtype=np.float32), requires_grad=True)
+    >>> linear(x, w, Tensor(np.zeros(4, dtype=np.float32))).shape
+    (2, 4)
+    """
+    x, weight = _tensor(x, "x", "linear"), _tensor(weight, "weight", "linear")
+    bias = None if bias is None else _tensor(bias, "bias", "linear")
+    _same_device("linear", x=x, weight=weight, bias=bias)
+    if weight.ndim != 2 or x.ndim < 1 or x.shape[-1] != weight.shape[1]:
+        raise ValueError(f"linear: x of shape {x.shape} needs last dimension == weight.shape[1] "
+                         f"for weight of shape (out, in) = {weight.shape}")
+    if bias is not None and bias.shape != weight.shape[:1]:
+        raise ValueError(f"linear: bias shape {bias.shape} must be (out,) = {weight.shape[:1]}")
+    n_in, n_out = weight.shape[1], weight.shape[0]
+    out = x.data @ weight.data.T  # (..., out)
+    if bias is not None:
+        out += bias.data
+
+    def backward(g):  # g: (..., out)
+        g2d = g.reshape(-1, n_out)  # (rows, out)
+        gx = g @ weight.data if x.requires_grad else None  # (..., in)
+        gw = g2d.T @ x.data.reshape(-1, n_in) if weight.requires_grad else None  # (out, in)
+        if bias is None:
+            return gx, gw
+        return gx, gw, g2d.sum(axis=0) if bias.requires_grad else None  # (out,)
+    parents = (x, weight) if bias is None else (x, weight, bias)
+    return _result(out, parents, backward)
+
+
+# ---- softmax family ------------------------------------------------------------------------
+def softmax(x, axis: int = -1) -> Tensor:
+    """``exp(x) / sum(exp(x))`` along ``axis``, computed after subtracting the max (no overflow).
+
+    Shapes: any -> same.
+
+    >>> import numpy as np
+    >>> from tinylora import Tensor
+    >>> softmax(Tensor(np.array([0.0, 0.0], dtype=np.float32))).data
+    array([0.5, 0.5], dtype=float32)
+    """
+    x = _tensor(x, "x", "softmax")
+    axis = _axis(axis, x.ndim, "softmax")
+    e = x.xp.exp(x.data - x.data.max(axis=axis, keepdims=True))
+    out = e / e.sum(axis=axis, keepdims=True)
+
+    def backward(g):  # Jacobian-vector product: p * (g - <g, p>)
+        return (out * (g - (g * out).sum(axis=axis, keepdims=True)),)
+    return _result(out, (x,), backward)
+
+
+def log_softmax(x, axis: int = -1) -> Tensor:
+    """``x - log(sum(exp(x)))`` along ``axis``, stable for large logits.
+
+    Shapes: any -> same.
+
+    >>> import numpy as np
+    >>> from tinylora import Tensor
+    >>> log_softmax(Tensor(np.array([1e4, 0.0], dtype=np.float32))).data
+    array([     0., -10000.], dtype=float32)
+    """
+    x = _tensor(x, "x", "log_softmax")
+    axis = _axis(axis, x.ndim, "log_softmax")
+    xp = x.xp
+    shifted = x.data - x.data.max(axis=axis, keepdims=True)
+    out = shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
+
+    def backward(g):  # g - softmax * sum(g)
+        return (g - xp.exp(out) * g.sum(axis=axis, keepdims=True),)
+    return _result(out, (x,), backward)
+
+
+def cross_entropy(logits, targets, ignore_index=None) -> Tensor:
+    """Mean negative log-likelihood of ``targets`` under ``softmax(logits)``.
+
+    Shapes: logits (..., C) float, targets (...) int in [0, C) -> a scalar. Positions whose
+    target equals ``ignore_index`` count for nothing (neither in the sum nor in the mean).
+    Raises ValueError for out-of-range targets, a wrong targets shape, or all positions
+    ignored; TypeError for non-integer targets.
+
+    >>> import numpy as np
+    >>> from tinylora import Tensor
+    >>> logits = Tensor(np.zeros((2, 4), dtype=np.float32), requires_grad=True)
+    >>> round(cross_entropy(logits, np.array([1, 3])).item(), 4)  # log(4)
+    1.3863
+    """
+    logits = _tensor(logits, "logits", "cross_entropy")
+    xp = logits.xp
+    if logits.ndim < 1:
+        raise ValueError("cross_entropy: logits must have a class axis, shape (..., C); got a scalar")
+    t = _int_array(targets, logits, "targets", "cross_entropy")
+    n_classes = logits.shape[-1]
+    if t.shape != logits.shape[:-1]:
+        raise ValueError(f"cross_entropy: targets shape {t.shape} must equal the logits shape without the class "
+                         f"axis, {logits.shape[:-1]} (logits are {logits.shape})")
+    _check_range(t, n_classes, "target", "cross_entropy", ignore=ignore_index)
+    t = t.reshape(-1)
+    keep = t != ignore_index if ignore_index is not None else xp.ones(t.shape, dtype=bool)
+    n_kept = int(keep.sum())  # host-ok: a count, needed for the mean
+    if n_kept == 0:
+        raise ValueError(f"cross_entropy: every target equals ignore_index={ignore_index}, so there is "
+                         "nothing to average")
+    safe_t = xp.where(keep, t, 0)  # ignored positions read class 0, then are zeroed
+    rows = xp.arange(t.shape[0])
+
+    x = logits.data.reshape(-1, n_classes)  # (N, C)
+    shifted = x - x.max(axis=1, keepdims=True)
+    logp = shifted - xp.log(xp.exp(shifted).sum(axis=1, keepdims=True))  # (N, C)
+    loss = -(logp[rows, safe_t] * keep).sum() / n_kept
+
+    def backward(g):  # (softmax - one_hot) * keep / n_kept
+        grad = xp.exp(logp)
+        grad[rows, safe_t] -= 1
+        grad *= (keep * (g / n_kept))[:, None]
+        return (grad.reshape(logits.shape),)
+    return _result(xp.asarray(loss), (logits,), backward)
+
+
+# ---- normalisation and activations ---------------------------------------------------------
+def layer_norm(x, weight=None, bias=None, eps: float = 1e-5) -> Tensor:
+    """Normalise the last axis to zero mean and unit variance, then scale and shift.
+
+    Shapes: x (..., D), weight (D,) or None, bias (D,) or None -> (..., D). The variance is the
+    biased one (divide by D), as in PyTorch.
+
+    >>> import numpy as np
+    >>> from tinylora import Tensor
+    >>> layer_norm(Tensor(np.array([[1.0, 3.0]], dtype=np.float32)), None, None, eps=0.0).data
+    array([[-1.,  1.]], dtype=float32)
+    """
+    x = _tensor(x, "x", "layer_norm")
+    weight = None if weight is None else _tensor(weight, "weight", "layer_norm")
+    bias = None if bias is None else _tensor(bias, "bias", "layer_norm")
+    xp = _same_device("layer_norm", x=x, weight=weight, bias=bias)
+    if x.ndim < 1:
+        raise ValueError("layer_norm: x must have at least one dimension, shape (..., D)")
+    for name, p in (("weight", weight), ("bias", bias)):
+        if p is not None and p.shape != x.shape[-1:]:
+            raise ValueError(f"layer_norm: {name} shape {p.shape} must be (D,) = {x.shape[-1:]} for x of shape {x.shape}")
+    centred = x.data - x.data.mean(axis=-1, keepdims=True)
+    rstd = 1.0 / xp.sqrt((centred * centred).mean(axis=-1, keepdims=True) + eps)  # (..., 1)
+    xhat = centred * rstd
+    out = xhat if weight is None else xhat * weight.data
+    if bias is not None:
+        out = out + bias.data
+
+    def backward(g):
+        lead = tuple(range(g.ndim - 1))  # sum over every row
+        gw = (g * xhat).sum(axis=lead) if weight is not None and weight.requires_grad else None
+        gb = g.sum(axis=lead) if bias is not None and bias.requires_grad else None
+        gx = None
+        if x.requires_grad:
+            gh = g if weight is None else g * weight.data
+            gx = rstd * (gh - gh.mean(axis=-1, keepdims=True) - xhat * (gh * xhat).mean(axis=-1, keepdims=True))
+        return tuple(grad for grad, p in zip((gx, gw, gb), (x, weight, bias)) if p is not None)
+    return _result(out, tuple(p for p in (x, weight, bias) if p is not None), backward)
+
+
+_GELU_C = math.sqrt(2.0 / math.pi)  # a Python float: keeps float32 arrays float32
+
+
+def gelu(x) -> Tensor:
+    """GPT-2's tanh approximation: ``0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))``.
+
+    Shapes: any -> same.
+
+    >>> import numpy as np
+    >>> from tinylora import Tensor
+    >>> gelu(Tensor(np.array([-1.0, 0.0, 1.0], dtype=np.float32))).data.round(4)
+    array([-0.1588,  0.    ,  0.8412], dtype=float32)
+    """
+    x = _tensor(x, "x", "gelu")
+    a = x.data
+    t = x.xp.tanh(_GELU_C * (a + 0.044715 * a * a * a))
+    out = 0.5 * a * (1.0 + t)
+
+    def backward(g):
+        du = _GELU_C * (1.0 + 3 * 0.044715 * a * a)
+        return (g * (0.5 * (1.0 + t) + 0.5 * a * (1.0 - t * t) * du),)
+    return _result(out, (x,), backward)
+
+
+def dropout(x, p: float, training: bool, rng=None) -> Tensor:
+    """Inverted dropout: zero each element with probability ``p``, scale the rest by ``1/(1-p)``.
+
+    Shapes: any -> same. The identity (the same Tensor) when ``training`` is False or ``p == 0``.
+    ``rng`` is a generator of x's array module, ``xp.random.default_rng(seed)``; None makes a fresh one.
+    The mask is drawn on x's device.
+
+    >>> import numpy as np
+    >>> from tinylora import Tensor
+    >>> x = Tensor(np.ones(4, dtype=np.float32))
+    >>> dropout(x, 0.5, training=True, rng=np.random.default_rng(0)).data
+    array([2., 2., 2., 0.], dtype=float32)
+    """
+    x = _tensor(x, "x", "dropout")
+    if not (isinstance(p, numbers.Real) and 0 <= p < 1):
+        raise ValueError(f"dropout: p must be in [0, 1), got {p!r}")
+    if not training or p == 0:
+        return x
+    xp = x.xp
+    rng = xp.random.default_rng() if rng is None else rng
+    keep = rng.random(x.shape, dtype=xp.float32) >= p
+    if get_array_module(keep) is not xp:
+        raise ValueError(f"dropout: rng made a mask on {device_of(keep)} but x is on {x.device}; "
+                         "make the generator with x's array module, xp.random.default_rng(seed)")
+    mask = keep.astype(x.dtype) * (1.0 / (1.0 - p))
+    return _result(x.data * mask, (x,), lambda g: (g * mask,))
+
+
+# ---- lookup and attention ------------------------------------------------------------------
+def embedding(ids, weight) -> Tensor:
+    """Rows of ``weight`` picked by integer ``ids``.
+
+    Shapes: ids (...) int in [0, V), weight (V, D) -> (..., D). In backward, repeated ids add
+    their gradients (``backend.scatter_add``).
+
+    >>> import numpy as np
+    >>> from tinylora import Tensor
+    >>> w = Tensor(np.arange(6, dtype=np.float32).reshape(3, 2))
+    >>> embedding(np.array([2, 0]), w).data
+    array([[4., 5.],
+           [0., 1.]], dtype=float32)
+    """
+    weight = _tensor(weight, "weight", "embedding")
+    if weight.ndim != 2:
+        raise ValueError(f"embedding: weight must be (V, D), got shape {weight.shape}")
+    xp = weight.xp
+    ids = _int_array(ids, weight, "ids", "embedding")
+    _check_range(ids, weight.shape[0], "id", "embedding")
+
+    def backward(g):  # g: (..., D)
+        grad = xp.zeros_like(weight.data)
+        scatter_add(grad, ids, g)
+        return (grad,)
+    return _result(weight.data[ids], (weight,), backward)
+
+
+def scaled_dot_product_attention(q, k, v, causal: bool = True) -> Tensor:
+    """``softmax(q k^T / sqrt(hd) + mask) v`` with a fused backward.
+
+    Shapes: q (..., T, hd), k (..., S, hd), v (..., S, hv) -> (..., T, hv); usually
+    (B, n_head, T, head_dim). With ``causal``, query t sees keys s <= t + (S - T): the queries
+    are the last T of the S positions (T == S in training; T < S when keys are cached), so
+    causal attention needs T <= S.
+
+    >>> import numpy as np
+    >>> from tinylora import Tensor
+    >>> q = k = Tensor(np.zeros((1, 1, 2, 4), dtype=np.float32))
+    >>> v = Tensor(np.array([[[[1.0], [3.0]]]], dtype=np.float32))
+    >>> scaled_dot_product_attention(q, k, v).data.reshape(-1)  # row 0 sees only key 0
+    array([1., 2.], dtype=float32)
+    """
+    q, k, v = (_tensor(t, name, "scaled_dot_product_attention") for t, name in ((q, "q"), (k, "k"), (v, "v")))
+    xp = _same_device("scaled_dot_product_attention", q=q, k=k, v=v)
+    if min(q.ndim, k.ndim, v.ndim) < 2 or q.shape[-1] != k.shape[-1] or k.shape[-2] != v.shape[-2]:
+        raise ValueError(f"scaled_dot_product_attention: need q (..., T, hd), k (..., S, hd), v (..., S, hv); "
+                         f"got q {q.shape}, k {k.shape}, v {v.shape}")
+    T, S = q.shape[-2], k.shape[-2]
+    if causal and T > S:
+        raise ValueError(f"scaled_dot_product_attention: causal attention needs T <= S (queries are the last T "
+                         f"of S key positions); got T={T}, S={S}")
+    scale = 1.0 / math.sqrt(q.shape[-1])
+    scores = (q.data @ k.data.swapaxes(-1, -2)) * scale  # (..., T, S)
+    if causal:
+        hidden = xp.triu(xp.ones((T, S), dtype=bool), k=S - T + 1)  # (T, S): True above the shifted diagonal
+        scores = xp.where(hidden, -math.inf, scores)
+    e = xp.exp(scores - scores.max(axis=-1, keepdims=True))
+    probs = e / e.sum(axis=-1, keepdims=True)  # (..., T, S); saved for backward
+    out = probs @ v.data  # (..., T, hv)
+
+    def backward(g):  # g: (..., T, hv)
+        gv = _unbroadcast(probs.swapaxes(-1, -2) @ g, v.shape) if v.requires_grad else None
+        gq = gk = None
+        if q.requires_grad or k.requires_grad:
+            gp = g @ v.data.swapaxes(-1, -2)  # (..., T, S)
+            gs = probs * (gp - (gp * probs).sum(axis=-1, keepdims=True)) * scale  # through softmax and scale
+            gq = _unbroadcast(gs @ k.data, q.shape) if q.requires_grad else None
+            gk = _unbroadcast(gs.swapaxes(-1, -2) @ q.data, k.shape) if k.requires_grad else None
+        return gq, gk, gv
+    return _result(out, (q, k, v), backward)
+
+
+# ---- selection and joining -----------------------------------------------------------------
+def where(cond, a, b) -> Tensor:
+    """Elementwise ``a if cond else b``, with broadcasting.
+
+    Shapes: cond, a and b broadcast together. ``cond`` is a bool array or Tensor; ``a`` and ``b``
+    are Tensors or Python scalars (at least one a Tensor; a scalar takes the other's dtype).
+
+    >>> import numpy as np
+    >>> from tinylora import Tensor
+    >>> where(np.array([True, False]), Tensor(np.array([1.0, 2.0], dtype=np.float32)), 0.0).data
+    array([1., 0.], dtype=float32)
+    """
+    if isinstance(a, Tensor):
+        b = a._lift(b)  # a scalar takes a's dtype; another device raises
+    elif isinstance(b, Tensor):
+        a = b._lift(a)
+    else:
+        raise TypeError("where: at least one of a and b must be a Tensor")
+    xp = _same_device("where", a=a, b=b)
+    c = cond.data if isinstance(cond, Tensor) else cond
+    if a.device == "cpu" and device_of(c) != "cpu":
+        raise ValueError(f"where: cond is on {device_of(c)} but a and b are on cpu")
+    c = xp.asarray(c)  # a host mask moves to the data's device
+    if c.dtype.kind != "b":
+        raise TypeError(f"where: cond must be a bool array, got dtype {c.dtype}")
+    try:
+        out = xp.where(c, a.data, b.data)
+    except ValueError:
+        raise ValueError(f"where: shapes do not broadcast: cond {c.shape}, a {a.shape}, b {b.shape}") from None
+
+    def backward(g):
+        ga = _unbroadcast(xp.where(c, g, 0), a.shape) if a.requires_grad else None
+        gb = _unbroadcast(xp.where(c, 0, g), b.shape) if b.requires_grad else None
+        return ga, gb
+    return _result(out, (a, b), backward)
+
+
+def _check_joinable(tensors, fn: str):
+    tensors = [_tensor(t, f"tensors[{i}]", fn) for i, t in enumerate(tensors)]
+    if not tensors:
+        raise ValueError(f"{fn}: needs at least one tensor, got an empty sequence")
+    xp = _same_device(fn, **{f"tensors[{i}]": t for i, t in enumerate(tensors)})
+    return tensors, xp
+
+
+def concat(tensors, axis: int = 0) -> Tensor:
+    """Join tensors along an existing axis.
+
+    Shapes: each (..., n_i, ...) equal except along ``axis`` -> (..., sum n_i, ...).
+
+    >>> import numpy as np
+    >>> from tinylora import Tensor
+    >>> a, b = Tensor(np.zeros((1, 2), dtype=np.float32)), Tensor(np.ones((2, 2), dtype=np.float32))
+    >>> concat([a, b]).shape
+    (3, 2)
+    """
+    tensors, xp = _check_joinable(tensors, "concat")
+    first = tensors[0]
+    axis = _axis(axis, first.ndim, "concat")
+    for i, t in enumerate(tensors):
+        if t.ndim != first.ndim or any(n != m for d, (n, m) in enumerate(zip(t.shape, first.shape)) if d != axis):
+            raise ValueError(f"concat: tensors[{i}] has shape {t.shape}, which does not match tensors[0] {first.shape} "
+                             f"outside axis {axis}")
+    out = xp.concatenate([t.data for t in tensors], axis=axis)
+    ends = list(itertools.accumulate(t.shape[axis] for t in tensors))
+
+    def backward(g):
+        lead = (slice(None),) * axis
+        return tuple(g[lead + (slice(end - t.shape[axis], end),)] if t.requires_grad else None
+                     for t, end in zip(tensors, ends))
+    return _result(out, tuple(tensors), backward)
+
+
+def stack(tensors, axis: int = 0) -> Tensor:
+    """Join same-shape tensors along a new axis.
+
+    Shapes: n tensors of shape s -> s with n inserted at ``axis``.
+
+    >>> import numpy as np
+    >>> from tinylora import Tensor
+    >>> a = Tensor(np.zeros(3, dtype=np.float32))
+    >>> stack([a, a], axis=1).shape
+    (3, 2)
+    """
+    tensors, xp = _check_joinable(tensors, "stack")
+    first = tensors[0]
+    axis = _axis(axis, first.ndim + 1, "stack")
+    for i, t in enumerate(tensors):
+        if t.shape != first.shape:
+            raise ValueError(f"stack: tensors[{i}] has shape {t.shape} but tensors[0] has {first.shape}; "
+                             "stack needs equal shapes")
+    out = xp.stack([t.data for t in tensors], axis=axis)
+
+    def backward(g):
+        lead = (slice(None),) * axis
+        return tuple(g[lead + (i,)] if t.requires_grad else None for i, t in enumerate(tensors))
+    return _result(out, tuple(tensors), backward)

@@ -1,0 +1,66 @@
+"""The shipped pretrained base model: load it in one call, or rebuild it from a seed.
+
+Every LoRA notebook and sweep starts from this same frozen W: a "base" preset GPT
+pre-trained on the generated ``fables`` corpus. ``tinylora pretrain`` reproduces it.
+
+>>> model, tokenizer = load_base()
+>>> model.config.n_embd
+128
+"""
+from __future__ import annotations
+
+import os
+import time
+from importlib import resources
+
+from .checkpoint import load_model, save_model
+from .data import CharTokenizer, load_corpus, train_val_split
+from .gpt import GPT, GPTConfig
+from .train import estimate_loss, fit
+
+BASE_CORPUS = "fables"
+# The recipe behind the shipped file; `tinylora pretrain` uses these defaults.
+PRETRAIN_DEFAULTS = dict(preset="base", corpus_chars=400_000, steps=1500, batch_size=32, lr=3e-3,
+                         warmup_steps=100, seed=0)
+
+
+def base_model_path() -> str:
+    """Path of the shipped base checkpoint inside the installed package."""
+    return str(resources.files("tinylora") / "assets" / "base_model.npz")
+
+
+def load_base(device: str = "cpu", path: str | None = None, with_metadata: bool = False):
+    """The pretrained base GPT and its tokenizer: ``model, tokenizer = load_base()``.
+
+    ``with_metadata=True`` also returns how it was trained (steps, seed, losses, seconds).
+    """
+    path = path or base_model_path()
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no base model at {path!r}; build one with `tinylora pretrain --out {path}`")
+    model, metadata = load_model(path, device=device, with_metadata=True)
+    tokenizer = CharTokenizer()
+    return (model, tokenizer, metadata) if with_metadata else (model, tokenizer)
+
+
+def base_corpus_splits(n_chars: int = PRETRAIN_DEFAULTS["corpus_chars"], seed: int = 0):
+    """Token ids of the base corpus, split into (train, validation)."""
+    tokenizer = CharTokenizer()
+    return train_val_split(tokenizer.encode(load_corpus(BASE_CORPUS, n_chars=n_chars, seed=seed)), 0.1)
+
+
+def pretrain(out_path: str, *, preset: str = PRETRAIN_DEFAULTS["preset"], corpus_chars: int = PRETRAIN_DEFAULTS["corpus_chars"],
+             steps: int = PRETRAIN_DEFAULTS["steps"], batch_size: int = PRETRAIN_DEFAULTS["batch_size"],
+             lr: float = PRETRAIN_DEFAULTS["lr"], warmup_steps: int = PRETRAIN_DEFAULTS["warmup_steps"],
+             seed: int = PRETRAIN_DEFAULTS["seed"], progress: bool = True) -> dict:
+    """Pre-train a GPT on the base corpus from ``seed`` and save it to ``out_path``; return its metadata."""
+    train_ids, val_ids = base_corpus_splits(corpus_chars, seed)
+    model = GPT(GPTConfig.preset(preset), seed=seed)
+    history = fit(model, train_ids, val_ids, steps=steps, batch_size=batch_size, lr=lr, warmup_steps=warmup_steps,
+                  weight_decay=0.01, eval_every=max(1, steps // 10), seed=seed, progress=progress, desc="pretrain")
+    metadata = dict(corpus=BASE_CORPUS, corpus_chars=corpus_chars, preset=preset, steps=steps, batch_size=batch_size,
+                    lr=lr, warmup_steps=warmup_steps, seed=seed, seconds=round(history["seconds"], 1),
+                    final_train_loss=round(sum(history["train_loss"][-50:]) / len(history["train_loss"][-50:]), 4),
+                    final_val_loss=round(estimate_loss(model, val_ids, max_batches=None), 4),
+                    parameters=model.num_parameters(), created=time.strftime("%Y-%m-%d"))
+    save_model(model, out_path, metadata)
+    return metadata
