@@ -118,9 +118,15 @@ def test_targets_differ_from_the_base_far_more_than_two_seeds_of_the_base_differ
     assert total_variation(base, other) > threshold
 
 
-def test_the_base_corpus_has_no_digits_and_the_targets_do():
-    assert not any(c.isdigit() for c in load_corpus("fables", n_chars=N))
-    assert all(any(c.isdigit() for c in load_corpus(name, n_chars=N)) for name in ("recipes", "arithmetic"))
+def digit_share(text):
+    return sum(c.isdigit() for c in text) / len(text)
+
+
+def test_the_base_corpus_has_rare_digits_and_the_targets_have_many():
+    """Fables mention a few numbers (so the base model knows the digit tokens); targets are full of them."""
+    assert 0 < digit_share(load_corpus("fables", n_chars=N)) < 0.005
+    assert digit_share(load_corpus("recipes", n_chars=N)) > 0.02
+    assert digit_share(load_corpus("arithmetic", n_chars=N)) > 0.5
 
 
 def test_unknown_corpus_name_lists_the_valid_names():

@@ -233,6 +233,8 @@ _SCENERY = [
     "The river was high and loud after the storms.", "Birds were singing in every hedge.",
     "The air smelled of wild thyme and wet earth.", "It was a peaceful place, where little ever happened.",
     "Many creatures lived there, and they all knew one another.", "Paths wound between the stones and the ferns.",
+    "It had not rained for {count} days.", "The nearest village was {count} miles away.",
+    "There were {count} old oak trees beside the path.", "The year was {year}, and the winter had been long.",
     "", "", "", "",
 ]
 _DETAILS = [  # a sentence about the hero, said with pronoun slots
@@ -560,7 +562,8 @@ def _setting(r: random.Random) -> dict[str, str]:
     return dict(place=place, in_place=f"{preposition} {place}", In_place=f"{preposition.title()} {place}",
                 time=time, Time=time[0].upper() + time[1:], danger=danger, Danger=danger[0].upper() + danger[1:],
                 food=r.choice(_FOODS), goal=r.choice(_GOALS), trap=r.choice(_TRAPS),
-                treasure=r.choice(_TREASURES), plan=r.choice(_PLANS))
+                treasure=r.choice(_TREASURES), plan=r.choice(_PLANS),
+                count=str(r.randint(2, 99)), year=str(r.randint(1200, 1899)))
 
 
 def _fables(r: random.Random) -> Iterator[str]:

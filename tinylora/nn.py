@@ -132,6 +132,7 @@ class Module:
         return iter(self._modules.items())
 
     def children(self):
+        """Each direct sub-module."""
         return iter(self._modules.values())
 
     def named_modules(self, prefix: str = ""):
@@ -150,6 +151,7 @@ class Module:
                          for child, sub in reversed(module._modules.items()))
 
     def modules(self):
+        """Self and every sub-module, depth first."""
         return (module for _, module in self.named_modules())
 
     def named_parameters(self, prefix: str = ""):
@@ -162,6 +164,7 @@ class Module:
                     yield (f"{module_name}.{name}" if module_name else name), p
 
     def parameters(self):
+        """Every Parameter in the tree, in ``named_parameters()`` order (what an optimizer takes)."""
         return (p for _, p in self.named_parameters())
 
     def get_submodule(self, target: str) -> "Module":
@@ -244,6 +247,7 @@ class Module:
         return self
 
     def eval(self) -> "Module":
+        """``train(False)``: Dropout becomes the identity."""
         return self.train(False)
 
     def zero_grad(self) -> None:

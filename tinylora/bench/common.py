@@ -25,15 +25,24 @@ def median_time(fn, repeat: int = 21, warmup: int = 3, number: int = 1) -> float
     run first and are discarded. The median ignores the odd slow sample (a page fault, another
     process).
     """
-    samples = []
+    return median_times({"fn": fn}, repeat, warmup, number)["fn"]
+
+
+def median_times(fns: dict, repeat: int = 21, warmup: int = 3, number: int = 1) -> dict:
+    """``median_time`` for several functions, sampled in turn (A, B, A, B, ...).
+
+    Interleaving means a change in machine load during the run slows every function alike,
+    so their ratio stays meaningful on a shared machine.
+    """
+    samples = {name: [] for name in fns}
     for i in range(warmup + repeat):
-        start = time.perf_counter()
-        for _ in range(number):
-            fn()
-        elapsed = (time.perf_counter() - start) / number
-        if i >= warmup:
-            samples.append(elapsed)
-    return statistics.median(samples)
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            for _ in range(number):
+                fn()
+            if i >= warmup:
+                samples[name].append((time.perf_counter() - start) / number)
+    return {name: statistics.median(times) for name, times in samples.items()}
 
 
 def _blas_lines() -> list[str]:

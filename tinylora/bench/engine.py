@@ -16,7 +16,7 @@ import math
 import numpy as np
 
 from ..tensor import Tensor
-from .common import environment_report, median_time
+from .common import environment_report, median_times
 
 OVERHEAD_TARGET = 2.0  # engine time per op <= 2x PyTorch's
 MATMUL_TARGET = 0.90  # engine matmul forward+backward >= 90% of raw NumPy's GFLOP/s
@@ -60,9 +60,9 @@ def per_op_overhead(repeat: int, number: int, torch=None) -> list[tuple[str, flo
     cases.append(("10-op fwd+bwd", _forward_backward, max(1, number // 10)))
     rows = []
     for name, op, calls in cases:
-        engine = median_time(lambda: op(*ours), repeat=repeat, warmup=2, number=calls)
-        reference = median_time(lambda: op(*theirs), repeat=repeat, warmup=2, number=calls) if torch else None
-        rows.append((name, engine * 1e6, None if reference is None else reference * 1e6))
+        fns = {"engine": lambda: op(*ours), "torch": lambda: op(*theirs)} if torch else {"engine": lambda: op(*ours)}
+        times = median_times(fns, repeat=repeat, warmup=2, number=calls)
+        rows.append((name, times["engine"] * 1e6, times["torch"] * 1e6 if torch else None))
     return rows
 
 
@@ -85,9 +85,8 @@ def matmul_throughput(a_shape, w_shape, repeat: int) -> tuple[float, float]:
         ta.grad = tw.grad = None
         (ta @ tw).backward(g)
 
-    engine_s = median_time(engine, repeat=repeat, warmup=2)
-    raw_s = median_time(raw_numpy, repeat=repeat, warmup=2)
-    return flops / engine_s / 1e9, flops / raw_s / 1e9
+    times = median_times({"engine": engine, "numpy": raw_numpy}, repeat=repeat, warmup=2)
+    return flops / times["engine"] / 1e9, flops / times["numpy"] / 1e9
 
 
 def _verdict(ok: bool) -> str:
