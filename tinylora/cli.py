@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 
@@ -55,6 +56,57 @@ def _bench(args) -> int:
     return module.main(args.bench_args) or 0
 
 
+def _int_list(text: str) -> tuple:
+    try:
+        return tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 1,2,4, got {text!r}") from None
+
+
+def _name_list(text: str) -> tuple:
+    return tuple(v.strip() for v in text.split(",") if v.strip())
+
+
+def _sweep(args) -> int:
+    from .experiments.plots import plot_all, report_markdown, write_summary_csv
+    from .experiments.sweep import SUMMARY_NAME, SweepConfig, run_sweep
+
+    base = SweepConfig.quick if args.quick else SweepConfig
+    overrides = {k: v for k, v in dict(tasks=args.task, ranks=args.ranks, targets=args.targets, seeds=args.seeds,
+                                       steps=args.steps, lr=args.lr, full_lr=args.full_lr, alpha=args.alpha,
+                                       corpus=args.corpus, k_star=args.k_star).items() if v is not None}
+    if args.rslora:
+        overrides["rslora"] = True
+    try:
+        config = base(**overrides)
+        results = run_sweep(config, args.out, workers=args.workers, scheduler=args.scheduler,
+                            progress=not args.no_progress)
+    except ValueError as err:
+        print(f"tinylora sweep: error: {err}", file=sys.stderr)
+        return 2
+    write_summary_csv(results, os.path.join(args.out, SUMMARY_NAME))
+    figures = plot_all(args.out)
+    print(report_markdown(args.out))
+    print(f"results: {os.path.join(args.out, 'results.jsonl')}  summary: {os.path.join(args.out, SUMMARY_NAME)}")
+    print(f"figures: {os.path.join(args.out, 'figures')} ({len(figures)} files)")
+    return 0
+
+
+def _plot(args) -> int:
+    from .experiments.plots import plot_all
+
+    for path in plot_all(args.directory):
+        print(path)
+    return 0
+
+
+def _report(args) -> int:
+    from .experiments.plots import report_markdown
+
+    print(report_markdown(args.directory))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tinylora", description=__doc__ or "tinylora command line",
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -85,6 +137,40 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--seed", type=int, default=0, help="sampling seed")
     gen.add_argument("--model", default=None, help=f"checkpoint to load (default: the shipped {base_model_path()})")
     gen.set_defaults(func=_generate)
+
+    sweep = sub.add_parser(
+        "sweep",
+        help="the main job: LoRA rank sweep (planted-rank and domain-shift tasks) with results and figures",
+        description="Fine-tune the shipped base GPT with LoRA at several ranks (plus full fine-tuning) and "
+                    "record every run. Re-running the same command resumes; results.jsonl, summary.csv and "
+                    "figures/ are written to --out.")
+    sweep.add_argument("--quick", action="store_true", help="a small sweep (ranks 1,4,8 and full; 25 steps) in about 30 s")
+    sweep.add_argument("--task", type=_name_list, default=None,
+                       help="comma-separated tasks: planted, domain, budget, scaling (default: planted,domain)")
+    sweep.add_argument("--ranks", type=_int_list, default=None, help="comma-separated LoRA ranks (default: 1,2,4,8,16,32)")
+    sweep.add_argument("--targets", type=_name_list, default=None,
+                       help="modules to adapt in the domain task, e.g. q_proj,v_proj or all-linear (default: q_proj,v_proj)")
+    sweep.add_argument("--seeds", type=_int_list, default=None, help="comma-separated seeds (default: 0)")
+    sweep.add_argument("--steps", type=int, default=None,
+                       help="training steps per run (default: 150 planted, 100 domain; 25 with --quick)")
+    sweep.add_argument("--lr", type=float, default=None, help="LoRA learning rate (default: 5e-3)")
+    sweep.add_argument("--full-lr", type=float, default=None, help="full fine-tuning learning rate (default: 1e-3)")
+    sweep.add_argument("--alpha", type=float, default=None, help="LoRA alpha; scaling = alpha/r (default: 16)")
+    sweep.add_argument("--rslora", action="store_true", help="use rsLoRA scaling alpha/sqrt(r)")
+    sweep.add_argument("--corpus", default=None, help="target corpus of the domain task: recipes or arithmetic (default: recipes)")
+    sweep.add_argument("--k-star", type=int, default=None, help="rank of the planted update in the planted task (default: 4)")
+    sweep.add_argument("--out", default="runs/sweep", help="output folder: results.jsonl, summary.csv, figures/ (default: runs/sweep)")
+    sweep.add_argument("--workers", type=int, default=1, help="local worker processes (default: 1 = serial)")
+    sweep.add_argument("--scheduler", default=None, help="run on a Dask cluster at tcp://host:port (needs tinylora[dist]; default: none)")
+    sweep.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    sweep.set_defaults(func=_sweep)
+
+    plot = sub.add_parser("plot", help="draw every figure of a sweep folder from its results.jsonl")
+    plot.add_argument("directory", help="a sweep output folder")
+    plot.set_defaults(func=_plot)
+    report = sub.add_parser("report", help="print a Markdown summary table of a sweep folder")
+    report.add_argument("directory", help="a sweep output folder")
+    report.set_defaults(func=_report)
 
     bench = sub.add_parser("bench", help="run a benchmark: engine, gpt or lora (extra args go to the benchmark)")
     bench.add_argument("which", choices=["engine", "gpt", "lora"], help="which benchmark")

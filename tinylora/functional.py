@@ -15,6 +15,7 @@ array([[0.09 , 0.245, 0.665]], dtype=float32)
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import numbers
@@ -100,19 +101,20 @@ def linear(x, weight, bias=None) -> Tensor:
     if bias is not None and bias.shape != weight.shape[:1]:
         raise ValueError(f"linear: bias shape {bias.shape} must be (out,) = {weight.shape[:1]}")
     n_in, n_out = weight.shape[1], weight.shape[0]
-    out = x.data @ weight.data.T  # (..., out)
+    x2d = x.data.reshape(-1, n_in)  # (rows, in): every leading row in one GEMM
+    out = x2d @ weight.data.T  # (rows, out); a new array, so the bias is added in place
     if bias is not None:
         out += bias.data
 
     def backward(g):  # g: (..., out)
         g2d = g.reshape(-1, n_out)  # (rows, out)
-        gx = g @ weight.data if x.requires_grad else None  # (..., in)
-        gw = g2d.T @ x.data.reshape(-1, n_in) if weight.requires_grad else None  # (out, in)
+        gx = (g2d @ weight.data).reshape(x.shape) if x.requires_grad else None  # (..., in)
+        gw = g2d.T @ x2d if weight.requires_grad else None  # (out, in)
         if bias is None:
             return gx, gw
         return gx, gw, g2d.sum(axis=0) if bias.requires_grad else None  # (out,)
     parents = (x, weight) if bias is None else (x, weight, bias)
-    return _result(out, parents, backward)
+    return _result(out.reshape(x.shape[:-1] + (n_out,)), parents, backward)
 
 
 # ---- softmax family ------------------------------------------------------------------------
@@ -128,12 +130,23 @@ def softmax(x, axis: int = -1) -> Tensor:
     """
     x = _tensor(x, "x", "softmax")
     axis = _axis(axis, x.ndim, "softmax")
-    e = x.xp.exp(x.data - x.data.max(axis=axis, keepdims=True))
-    out = e / e.sum(axis=axis, keepdims=True)
+    xp = x.xp
+    out = _softmax_inplace(x.data - x.data.max(axis=axis, keepdims=True), axis, xp)
 
     def backward(g):  # Jacobian-vector product: p * (g - <g, p>)
-        return (out * (g - (g * out).sum(axis=axis, keepdims=True)),)
+        grad = g * out  # a new array: g itself may be shared, so it is never written to
+        dot = grad.sum(axis=axis, keepdims=True)  # <g, p>
+        xp.subtract(g, dot, out=grad)
+        grad *= out
+        return (grad,)
     return _result(out, (x,), backward)
+
+
+def _softmax_inplace(shifted, axis, xp):
+    """Softmax of ``shifted`` (scores minus their max) along ``axis``, overwriting it; returns it."""
+    xp.exp(shifted, out=shifted)
+    shifted /= shifted.sum(axis=axis, keepdims=True)
+    return shifted
 
 
 def log_softmax(x, axis: int = -1) -> Tensor:
@@ -149,11 +162,14 @@ def log_softmax(x, axis: int = -1) -> Tensor:
     x = _tensor(x, "x", "log_softmax")
     axis = _axis(axis, x.ndim, "log_softmax")
     xp = x.xp
-    shifted = x.data - x.data.max(axis=axis, keepdims=True)
-    out = shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
+    out = x.data - x.data.max(axis=axis, keepdims=True)  # shifted; becomes the output in place
+    out -= xp.log(xp.exp(out).sum(axis=axis, keepdims=True))
 
     def backward(g):  # g - softmax * sum(g)
-        return (g - xp.exp(out) * g.sum(axis=axis, keepdims=True),)
+        grad = xp.exp(out)  # softmax, a new array
+        grad *= g.sum(axis=axis, keepdims=True)
+        xp.subtract(g, grad, out=grad)
+        return (grad,)
     return _result(out, (x,), backward)
 
 
@@ -191,8 +207,8 @@ def cross_entropy(logits, targets, ignore_index=None) -> Tensor:
     rows = xp.arange(t.shape[0])
 
     x = logits.data.reshape(-1, n_classes)  # (N, C)
-    shifted = x - x.max(axis=1, keepdims=True)
-    logp = shifted - xp.log(xp.exp(shifted).sum(axis=1, keepdims=True))  # (N, C)
+    logp = x - x.max(axis=1, keepdims=True)  # (N, C) shifted; log-probabilities after the next line
+    logp -= xp.log(xp.exp(logp).sum(axis=1, keepdims=True))
     loss = -(logp[rows, safe_t] * keep).sum() / n_kept
 
     def backward(g):  # (softmax - one_hot) * keep / n_kept
@@ -224,21 +240,33 @@ def layer_norm(x, weight=None, bias=None, eps: float = 1e-5) -> Tensor:
     for name, p in (("weight", weight), ("bias", bias)):
         if p is not None and p.shape != x.shape[-1:]:
             raise ValueError(f"layer_norm: {name} shape {p.shape} must be (D,) = {x.shape[-1:]} for x of shape {x.shape}")
-    centred = x.data - x.data.mean(axis=-1, keepdims=True)
-    rstd = 1.0 / xp.sqrt((centred * centred).mean(axis=-1, keepdims=True) + eps)  # (..., 1)
-    xhat = centred * rstd
-    out = xhat if weight is None else xhat * weight.data
-    if bias is not None:
-        out = out + bias.data
+    xhat = x.data - x.data.mean(axis=-1, keepdims=True)  # (..., D) centred; normalised in place below
+    rstd = 1.0 / xp.sqrt((xhat * xhat).mean(axis=-1, keepdims=True) + eps)  # (..., 1): 1 / sigma
+    xhat *= rstd  # saved with rstd for backward
+    if weight is None:
+        out = xhat if bias is None else xhat + bias.data
+    else:
+        out = xhat * weight.data  # (..., D)
+        if bias is not None:
+            out += bias.data
 
-    def backward(g):
+    def backward(g):  # g: (..., D); never written to, as it may be shared
         lead = tuple(range(g.ndim - 1))  # sum over every row
-        gw = (g * xhat).sum(axis=lead) if weight is not None and weight.requires_grad else None
-        gb = g.sum(axis=lead) if bias is not None and bias.requires_grad else None
-        gx = None
-        if x.requires_grad:
-            gh = g if weight is None else g * weight.data
-            gx = rstd * (gh - gh.mean(axis=-1, keepdims=True) - xhat * (gh * xhat).mean(axis=-1, keepdims=True))
+        gw = gb = gx = None
+        if bias is not None and bias.requires_grad:
+            gb = g.sum(axis=lead)  # (D,)
+        need_gw = weight is not None and weight.requires_grad
+        if need_gw or x.requires_grad:
+            g_xhat = g * xhat  # (..., D); reused as scratch below
+            gw = g_xhat.sum(axis=lead) if need_gw else None  # (D,)
+        if x.requires_grad:  # dx = rstd * (gh - mean(gh) - xhat * mean(gh * xhat)), gh = g * weight
+            gx = g.copy() if weight is None else g * weight.data  # (..., D): gh, turned into dx in place
+            if weight is not None:
+                g_xhat *= weight.data  # gh * xhat
+            xp.multiply(xhat, g_xhat.mean(axis=-1, keepdims=True), out=g_xhat)
+            gx -= gx.mean(axis=-1, keepdims=True)
+            gx -= g_xhat
+            gx *= rstd
         return tuple(grad for grad, p in zip((gx, gw, gb), (x, weight, bias)) if p is not None)
     return _result(out, tuple(p for p in (x, weight, bias) if p is not None), backward)
 
@@ -257,13 +285,29 @@ def gelu(x) -> Tensor:
     array([-0.1588,  0.    ,  0.8412], dtype=float32)
     """
     x = _tensor(x, "x", "gelu")
-    a = x.data
-    t = x.xp.tanh(_GELU_C * (a + 0.044715 * a * a * a))
-    out = 0.5 * a * (1.0 + t)
+    xp, a = x.xp, x.data
+    t = a * a  # (...): becomes tanh(sqrt(2/pi) (a + 0.044715 a^3)) in place, saved for backward
+    t *= 0.044715 * _GELU_C
+    t += _GELU_C
+    t *= a
+    xp.tanh(t, out=t)
+    out = t + 1.0
+    out *= a
+    out *= 0.5
 
-    def backward(g):
-        du = _GELU_C * (1.0 + 3 * 0.044715 * a * a)
-        return (g * (0.5 * (1.0 + t) + 0.5 * a * (1.0 - t * t) * du),)
+    def backward(g):  # gelu'(a) = 0.5 (1 + t) + 0.5 a (1 - t^2) sqrt(2/pi) (1 + 3 * 0.044715 a^2)
+        grad = a * a
+        grad *= 3 * 0.044715 * _GELU_C
+        grad += _GELU_C  # d(tanh argument) / da
+        grad *= a
+        scratch = t * t
+        xp.subtract(1.0, scratch, out=scratch)  # 1 - t^2
+        grad *= scratch
+        xp.add(t, 1.0, out=scratch)
+        grad += scratch
+        grad *= 0.5
+        grad *= g
+        return (grad,)
     return _result(out, (x,), backward)
 
 
@@ -348,24 +392,36 @@ def scaled_dot_product_attention(q, k, v, causal: bool = True) -> Tensor:
         raise ValueError(f"scaled_dot_product_attention: causal attention needs T <= S (queries are the last T "
                          f"of S key positions); got T={T}, S={S}")
     scale = 1.0 / math.sqrt(q.shape[-1])
-    scores = (q.data @ k.data.swapaxes(-1, -2)) * scale  # (..., T, S)
+    q_scaled = q.data * scale  # (..., T, hd): cheaper to scale than the (T, S) scores
+    scores = q_scaled @ k.data.swapaxes(-1, -2)  # (..., T, S), a new array
     if causal:
-        hidden = xp.triu(xp.ones((T, S), dtype=bool), k=S - T + 1)  # (T, S): True above the shifted diagonal
-        scores = xp.where(hidden, -math.inf, scores)
-    e = xp.exp(scores - scores.max(axis=-1, keepdims=True))
-    probs = e / e.sum(axis=-1, keepdims=True)  # (..., T, S); saved for backward
+        scores += _causal_mask(T, S, scores.dtype, xp)  # -inf above the shifted diagonal
+    probs = _softmax_inplace(scores - scores.max(axis=-1, keepdims=True), -1, xp)  # (..., T, S), saved
     out = probs @ v.data  # (..., T, hv)
 
     def backward(g):  # g: (..., T, hv)
         gv = _unbroadcast(probs.swapaxes(-1, -2) @ g, v.shape) if v.requires_grad else None
         gq = gk = None
         if q.requires_grad or k.requires_grad:
-            gp = g @ v.data.swapaxes(-1, -2)  # (..., T, S)
-            gs = probs * (gp - (gp * probs).sum(axis=-1, keepdims=True)) * scale  # through softmax and scale
-            gq = _unbroadcast(gs @ k.data, q.shape) if q.requires_grad else None
-            gk = _unbroadcast(gs.swapaxes(-1, -2) @ q.data, k.shape) if k.requires_grad else None
+            gs = g @ v.data.swapaxes(-1, -2)  # (..., T, S): d loss / d probs, then / d scores in place
+            gs -= (g * out).sum(axis=-1, keepdims=True)  # <dprobs, probs> per row equals <g, out>
+            gs *= probs  # softmax backward
+            if q.requires_grad:
+                gq = _unbroadcast(gs @ k.data, q.shape)  # (..., T, hd)
+                gq *= scale
+            gk = _unbroadcast(gs.swapaxes(-1, -2) @ q_scaled, k.shape) if k.requires_grad else None
         return gq, gk, gv
     return _result(out, (q, k, v), backward)
+
+
+@functools.lru_cache(maxsize=16)
+def _causal_mask(T: int, S: int, dtype, xp):
+    """(T, S) additive mask: 0 where query t may see key s (s <= t + S - T), -inf elsewhere.
+
+    Built once per shape, dtype and array module, then shared: callers only read it.
+    """
+    hidden = xp.triu(xp.ones((T, S), dtype=bool), k=S - T + 1)  # (T, S)
+    return xp.where(hidden, -math.inf, 0.0).astype(dtype)
 
 
 # ---- selection and joining -----------------------------------------------------------------

@@ -1,0 +1,165 @@
+"""The rank sweep: what it finds (knee, recovery, spectrum), how it stores, resumes and scales out."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from tinylora.experiments.analysis import cumulative_energy, knee_rank, recovered_fraction
+from tinylora.experiments.sweep import SweepConfig, read_results, run_sweep
+
+pytestmark = pytest.mark.slow
+TINY = dict(tasks=("domain",), ranks=(1, 2), steps=3, include_full=False)
+
+
+def by_key(results):
+    return {(r["task"], r["method"], r["rank"]): r for r in results}
+
+
+@pytest.fixture(scope="session")
+def default_sweep(tmp_path_factory):
+    """`tinylora sweep` with no arguments: both tasks, ranks 1..32 and full fine-tuning, one seed."""
+    out = tmp_path_factory.mktemp("default_sweep")
+    return by_key(run_sweep(SweepConfig(), str(out), progress=False, log=lambda *_: None))
+
+
+def planted_errors(results):
+    lora = sorted((r["rank"], r["metrics"]["rel_error"]) for (t, m, _), r in results.items() if t == "planted" and m == "lora")
+    floor = results[("planted", "full", None)]["metrics"]["rel_error"]
+    return [r for r, _ in lora], [e for _, e in lora], floor
+
+
+def test_planted_task_knee_is_at_the_planted_rank_four(default_sweep):
+    """Error stays high below k* = 4 and falls to within 2x of full fine-tuning's floor from r = 4 on."""
+    ranks, errors, floor = planted_errors(default_sweep)
+    assert knee_rank(ranks, errors, floor, factor=2.0) == 4
+
+
+def test_planted_task_knee_moves_with_the_planted_rank_two(tmp_path):
+    config = SweepConfig(tasks=("planted",), ranks=(1, 2, 4), k_star=2)
+    results = by_key(run_sweep(config, str(tmp_path), progress=False, log=lambda *_: None))
+    ranks, errors, floor = planted_errors(results)
+    assert knee_rank(ranks, errors, floor, factor=2.0) == 2
+
+
+def test_domain_task_lora_at_rank_at_most_8_recovers_90_percent_of_full_fine_tuning(default_sweep):
+    full = default_sweep[("domain", "full", None)]["metrics"]
+    best = max(recovered_fraction(full["base_val_loss"], default_sweep[("domain", "lora", r)]["metrics"]["val_loss"],
+                                  full["val_loss"]) for r in (1, 2, 4, 8))
+    assert best >= 0.90
+
+
+def test_lora_trains_under_two_percent_of_parameters_at_rank_four(default_sweep):
+    assert default_sweep[("domain", "lora", 4)]["trainable_fraction"] < 0.02
+
+
+def test_full_fine_tuning_update_concentrates_its_energy_in_few_directions(default_sweep):
+    """ΔW = W_ft − W0: its top 8 of 128 directions carry far more energy than a random matrix's."""
+    analysis = default_sweep[("domain", "full", None)]["analysis"]
+    for layer, spectrum in analysis["delta_spectra"].items():
+        top8 = cumulative_energy(np.array(spectrum))[7]
+        random_top8 = cumulative_energy(np.array(analysis["random_spectra"][layer]))[7]
+        assert top8 > random_top8 + 0.2, layer
+
+
+def test_results_file_has_one_line_per_run_with_the_documented_fields(tmp_path):
+    results = run_sweep(SweepConfig(**TINY), str(tmp_path), progress=False, log=lambda *_: None)
+    lines = (tmp_path / "results.jsonl").read_text().splitlines()
+    assert len(lines) == len(results) == 2
+    first = json.loads(lines[0])
+    for key in ("run_id", "spec", "seed", "metrics", "curve", "trainable_params", "adapter_bytes", "seconds", "versions"):
+        assert key in first
+
+
+def test_rerunning_a_finished_sweep_runs_nothing_and_duplicates_nothing(tmp_path):
+    run_sweep(SweepConfig(**TINY), str(tmp_path), progress=False, log=lambda *_: None)
+    messages = []
+    run_sweep(SweepConfig(**TINY), str(tmp_path), progress=False, log=messages.append)
+    assert "0 to run" in messages[0]
+    assert len(read_results(str(tmp_path))) == 2
+
+
+def sweep_command(out):
+    return [sys.executable, "-m", "tinylora.cli", "sweep", "--task", "domain", "--ranks", "1,2,4", "--steps", "4",
+            "--out", str(out), "--no-progress"]
+
+
+def test_a_sweep_killed_midway_resumes_to_the_same_results_as_an_uninterrupted_one(tmp_path):
+    killed, clean = tmp_path / "killed", tmp_path / "clean"
+    process = subprocess.Popen(sweep_command(killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(read_results(str(killed))) < 1:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert 1 <= len(read_results(str(killed))) < 4, "the kill should land mid-sweep"
+    subprocess.run(sweep_command(killed), check=True, capture_output=True)
+    subprocess.run(sweep_command(clean), check=True, capture_output=True)
+    resumed, reference = read_results(str(killed)), read_results(str(clean))
+    assert sorted(r["run_id"] for r in resumed) == sorted(r["run_id"] for r in reference)
+    assert len({r["run_id"] for r in resumed}) == len(resumed) == 4
+    reference = {r["run_id"]: r for r in reference}
+    for r in resumed:
+        assert r["metrics"] == reference[r["run_id"]]["metrics"]
+
+
+def test_process_pool_gives_the_same_numbers_as_serial(tmp_path):
+    serial = run_sweep(SweepConfig(**TINY), str(tmp_path / "serial"), progress=False, log=lambda *_: None)
+    pooled = run_sweep(SweepConfig(**TINY), str(tmp_path / "pool"), workers=2, progress=False, log=lambda *_: None)
+    assert {r["run_id"]: r["metrics"] for r in serial} == {r["run_id"]: r["metrics"] for r in pooled}
+
+
+def test_dask_local_cluster_gives_the_same_numbers_as_serial(tmp_path):
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None, processes=True) as cluster:
+        dask = run_sweep(SweepConfig(**TINY), str(tmp_path / "dask"), scheduler=cluster.scheduler_address,
+                         progress=False, log=lambda *_: None)
+    serial = run_sweep(SweepConfig(**TINY), str(tmp_path / "serial"), progress=False, log=lambda *_: None)
+    assert {r["run_id"]: r["metrics"] for r in dask} == {r["run_id"]: r["metrics"] for r in serial}
+
+
+# ---- bad input, refused before any run starts ---------------------------------------------------
+@pytest.mark.parametrize("overrides, message", [
+    (dict(tasks=("poetry",)), r"unknown task\(s\) \['poetry'\]; choose from"),
+    (dict(ranks=()), "ranks must be a non-empty list of positive ints"),
+    (dict(ranks=(4, 0)), r"ranks must be a non-empty list of positive ints, got \[4, 0\]"),
+    (dict(steps=0), "steps must be a positive int, got 0"),
+])
+def test_bad_sweep_config_is_refused_at_creation(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        SweepConfig(**overrides)
+
+
+def test_rank_larger_than_the_targeted_layers_allow_is_refused_before_running(tmp_path):
+    with pytest.raises(ValueError, match=r"r=200 is larger than min\(in, out\) = 128"):
+        run_sweep(SweepConfig(tasks=("domain",), ranks=(200,)), str(tmp_path), progress=False)
+    assert not (tmp_path / "results.jsonl").exists()
+
+
+def test_unknown_target_module_lists_the_valid_ones(tmp_path):
+    with pytest.raises(ValueError, match=r"matched no Linear layer.*q_proj"):
+        run_sweep(SweepConfig(tasks=("domain",), targets=("query",)), str(tmp_path), progress=False)
+
+
+def test_folder_of_a_different_sweep_is_refused_with_how_to_start_fresh(tmp_path):
+    run_sweep(SweepConfig(**TINY), str(tmp_path), progress=False, log=lambda *_: None)
+    with pytest.raises(ValueError, match=r"different sweep.*'steps': \(3, 5\).*another --out"):
+        run_sweep(SweepConfig(**{**TINY, "steps": 5}), str(tmp_path), progress=False)
+
+
+def test_unreachable_scheduler_fails_within_seconds_naming_the_address(tmp_path):
+    start = time.time()
+    with pytest.raises(ValueError, match="cannot reach the Dask scheduler at 'tcp://127.0.0.1:9'"):
+        run_sweep(SweepConfig(**TINY), str(tmp_path), scheduler="tcp://127.0.0.1:9", progress=False)
+    assert time.time() - start < 10
+
+
+def test_cli_quick_sweep_prints_the_summary_and_where_the_figures_are(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "tinylora.cli", "sweep", "--quick", "--out", str(tmp_path),
+                          "--no-progress"], check=True, capture_output=True, text=True).stdout
+    assert "figures:" in out and "|" in out
+    assert os.path.exists(tmp_path / "summary.csv")

@@ -1,0 +1,354 @@
+"""What a fine-tuned weight update looks like: spectra, subspaces and amplification.
+
+Pure NumPy on host arrays (call ``asnumpy`` first on anything that lives on a GPU). Every
+function takes plain arrays or lists and returns floats or NumPy arrays, so the sweep runner can
+store its results in JSON and the plots can recompute them from that JSON alone.
+
+Shapes follow the LoRA paper (Hu et al., 2021, arXiv:2106.09685): W and ΔW are (out, in), an
+adapter's A is (r, in), its B is (out, r).
+
+- Spectrum of ΔW = W_ft − W0: ``singular_spectrum``, ``cumulative_energy``, ``effective_rank``,
+  ``energy_rank``, and ``random_baseline_spectrum`` (a matrix with no low-rank structure).
+- Do two adapters learn the same directions? ``subspace_similarity`` (LoRA paper, Section 7.2).
+- Does ΔW amplify directions W already has? ``amplification_factor`` (LoRA paper, Section 7.3).
+- Reading a sweep: ``knee_rank`` and ``recovered_fraction``.
+
+>>> import numpy as np
+>>> delta = np.outer([1.0, 2.0], [3.0, 0.0, 4.0])          # (2, 3), rank 1
+>>> singular_spectrum(delta).round(6).tolist()
+[11.18034, 0.0]
+>>> energy_rank(singular_spectrum(delta))
+1
+"""
+from __future__ import annotations
+
+import math
+import numbers
+from typing import NamedTuple
+
+import numpy as np
+
+__all__ = [
+    "singular_spectrum", "cumulative_energy", "effective_rank", "energy_rank",
+    "random_baseline_spectrum", "subspace_similarity", "subspace_similarity_grid",
+    "random_subspace_similarity", "Amplification", "amplification_factor", "knee_rank", "recovered_fraction",
+]
+
+
+# --------------------------------------------------------------------------- input checks
+
+def _as_matrix(x, name: str) -> np.ndarray:
+    if isinstance(x, (str, bytes)) or x is None:
+        raise TypeError(f"{name} must be a 2-D array of numbers, got {type(x).__name__}")
+    try:
+        m = np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a 2-D array of numbers, got {type(x).__name__}") from None
+    if m.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (rows, cols), got shape {m.shape}")
+    if m.size == 0:
+        raise ValueError(f"{name} must not be empty, got shape {m.shape}")
+    if not np.all(np.isfinite(m)):
+        raise ValueError(f"{name} contains NaN or inf")
+    return m
+
+
+def _as_spectrum(s, name: str = "s") -> np.ndarray:
+    if isinstance(s, (str, bytes)) or s is None:
+        raise TypeError(f"{name} must be a 1-D list of singular values, got {type(s).__name__}")
+    try:
+        v = np.asarray(s, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a 1-D list of singular values, got {type(s).__name__}") from None
+    if v.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {v.shape}")
+    if v.size == 0:
+        raise ValueError(f"{name} must not be empty")
+    if not np.all(np.isfinite(v)):
+        raise ValueError(f"{name} contains NaN or inf")
+    if np.any(v < 0):
+        raise ValueError(f"{name} must be non-negative (singular values), got min {v.min()}")
+    return v
+
+
+def _as_vector(x, name: str) -> np.ndarray:
+    if isinstance(x, (str, bytes)) or x is None:
+        raise TypeError(f"{name} must be a list of numbers, got {type(x).__name__}")
+    try:
+        v = np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a list of numbers, got {type(x).__name__}") from None
+    if v.ndim != 1 or v.size == 0:
+        raise ValueError(f"{name} must be a non-empty 1-D list, got shape {v.shape}")
+    if not np.all(np.isfinite(v)):
+        raise ValueError(f"{name} contains NaN or inf")
+    return v
+
+
+def _nonzero_total(v: np.ndarray, what: str) -> float:
+    total = float(v.sum())
+    if total == 0.0:
+        raise ValueError(f"{what} is undefined when every singular value is zero (ΔW = 0)")
+    return total
+
+
+def _check_int(x, name: str, low: int, high: int) -> int:
+    if isinstance(x, bool) or not isinstance(x, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {type(x).__name__}")
+    if not low <= x <= high:
+        raise ValueError(f"{name} must be between {low} and {high}, got {x}")
+    return int(x)
+
+
+def _right_singular_vectors(A: np.ndarray) -> np.ndarray:
+    """Rows are the right-singular vectors of A, strongest first: (min(r, in), in)."""
+    return np.linalg.svd(A, full_matrices=False)[2]
+
+
+def _random_orthonormal(n: int, k: int, rng: np.random.Generator) -> np.ndarray:
+    """(n, k) with orthonormal columns spanning a uniformly random k-dimensional subspace."""
+    q, r = np.linalg.qr(rng.standard_normal((n, k)))
+    return q * np.sign(np.diag(r))  # sign fix makes the distribution exactly uniform
+
+
+# --------------------------------------------------------------------------- spectra
+
+def singular_spectrum(delta) -> np.ndarray:
+    """Singular values of ``delta`` (out, in), largest first: (min(out, in),) float64.
+
+    ΔW = Σ_k s_k u_k v_kᵀ; a weight update of rank k has exactly k non-zero s_k.
+
+    >>> singular_spectrum(np.diag([1.0, 3.0, 2.0])).tolist()
+    [3.0, 2.0, 1.0]
+    """
+    return np.linalg.svd(_as_matrix(delta, "delta"), compute_uv=False)
+
+
+def cumulative_energy(s) -> np.ndarray:
+    """Fraction of ‖ΔW‖_F² held by the top k directions: E_k = Σ_{i≤k} s_i² / Σ_i s_i².
+
+    ``s``: (n,) non-negative, descending. Returns (n,), rising to 1.
+
+    >>> cumulative_energy([3.0, 2.0, 1.0]).round(3).tolist()     # 9/14, 13/14, 14/14
+    [0.643, 0.929, 1.0]
+    """
+    v = _as_spectrum(s)
+    energy = v ** 2
+    return np.cumsum(energy) / _nonzero_total(energy, "cumulative energy")
+
+
+def effective_rank(s) -> float:
+    """exp(H(p)) with p_i = s_i / Σ_j s_j and H(p) = −Σ p_i log p_i (0·log 0 = 0).
+
+    Roy & Vetterli, "The effective rank: a measure of effective dimensionality", EUSIPCO 2007.
+    k equal non-zero singular values give exactly k; a spread-out spectrum gives a value between
+    the number of dominant directions and the number of non-zero ones.
+
+    >>> round(effective_rank([2.0, 2.0, 2.0, 0.0]), 6)
+    3.0
+    """
+    v = _as_spectrum(s)
+    p = v / _nonzero_total(v, "effective rank")
+    p = p[p > 0]
+    return float(np.exp(-np.sum(p * np.log(p))))
+
+
+def energy_rank(s, fraction: float = 0.9) -> int:
+    """The smallest k with cumulative energy E_k ≥ ``fraction`` (0 < fraction ≤ 1).
+
+    "How many directions hold 90 % of ‖ΔW‖_F²?"
+
+    >>> energy_rank([3.0, 2.0, 1.0], fraction=0.9)               # 13/14 = 0.93 ≥ 0.9
+    2
+    """
+    if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real):
+        raise TypeError(f"fraction must be a number, got {type(fraction).__name__}")
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    energy = cumulative_energy(s)
+    # a tiny tolerance so fraction=1.0 is reached despite rounding in the cumulative sum
+    return int(np.argmax(energy >= fraction - 1e-12)) + 1
+
+
+def random_baseline_spectrum(shape, frobenius_norm: float, seed: int = 0) -> np.ndarray:
+    """Singular values of a Gaussian matrix of ``shape`` rescaled to ‖G‖_F = ``frobenius_norm``.
+
+    The "no low-rank structure" baseline: same size and same total energy as ΔW, but the
+    energy is spread over all min(out, in) directions (Marchenko–Pastur shape).
+
+    >>> s = random_baseline_spectrum((64, 32), frobenius_norm=5.0, seed=0)
+    >>> s.shape, round(float(np.sqrt(np.sum(s ** 2))), 6)
+    ((32,), 5.0)
+    """
+    if not isinstance(shape, (tuple, list)) or len(shape) != 2:
+        raise ValueError(f"shape must be a pair (out, in), got {shape!r}")
+    rows = _check_int(shape[0], "shape[0]", 1, 1 << 20)
+    cols = _check_int(shape[1], "shape[1]", 1, 1 << 20)
+    if isinstance(frobenius_norm, bool) or not isinstance(frobenius_norm, numbers.Real):
+        raise TypeError(f"frobenius_norm must be a number, got {type(frobenius_norm).__name__}")
+    if not math.isfinite(frobenius_norm) or frobenius_norm < 0:
+        raise ValueError(f"frobenius_norm must be a finite number ≥ 0, got {frobenius_norm}")
+    g = np.random.default_rng(seed).standard_normal((rows, cols))
+    g *= frobenius_norm / np.linalg.norm(g)
+    return np.linalg.svd(g, compute_uv=False)
+
+
+# --------------------------------------------------------------------------- subspaces
+
+def _check_pair(A1, A2) -> tuple[np.ndarray, np.ndarray]:
+    a1, a2 = _as_matrix(A1, "A1"), _as_matrix(A2, "A2")
+    if a1.shape[1] != a2.shape[1]:
+        raise ValueError(f"A1 and A2 must have the same input size (columns): got {a1.shape} and {a2.shape}")
+    return a1, a2
+
+
+def subspace_similarity(A1, A2, i: int, j: int) -> float:
+    """φ(A1, A2, i, j) = ‖U_iᵀ V_j‖_F² / min(i, j), a number in [0, 1].
+
+    LoRA paper (Hu et al., 2021), Section 7.2 and Fig. 3. A1 (r1, in) and A2 (r2, in) are the
+    A matrices of two adapters for the same layer; U_i (in, i) holds the top-i right-singular
+    vectors of A1 and V_j (in, j) the top-j of A2. φ = 1 when one subspace contains the other,
+    0 when they are orthogonal; random subspaces give max(i, j)/in
+    (``random_subspace_similarity``). Singular vectors of zero singular values are arbitrary,
+    so i and j are only meaningful up to the rank of each A.
+
+    >>> A = np.eye(4)[:2]                      # spans e1, e2 of R^4
+    >>> subspace_similarity(A, np.eye(4)[1:3], 2, 2)        # shares e2 only: 1/2
+    0.5
+    """
+    a1, a2 = _check_pair(A1, A2)
+    v1, v2 = _right_singular_vectors(a1), _right_singular_vectors(a2)
+    i = _check_int(i, "i", 1, v1.shape[0])
+    j = _check_int(j, "j", 1, v2.shape[0])
+    overlap = v1[:i] @ v2[:j].T                                     # (i, j) = U_iᵀ V_j
+    return float(np.sum(overlap ** 2) / min(i, j))
+
+
+def subspace_similarity_grid(A1, A2) -> np.ndarray:
+    """φ(A1, A2, i, j) for every i ≤ r1 and j ≤ r2: (r1, r2), entry [i−1, j−1].
+
+    Same formula as ``subspace_similarity`` computed from one SVD of each matrix, using
+    ‖U_iᵀV_j‖_F² = Σ_{a≤i, b≤j} (u_a·v_b)². (If r > in, the grid is capped at in.)
+
+    >>> subspace_similarity_grid(np.eye(3)[:2], np.eye(3)[:1]).tolist()
+    [[1.0], [1.0]]
+    """
+    a1, a2 = _check_pair(A1, A2)
+    v1, v2 = _right_singular_vectors(a1), _right_singular_vectors(a2)
+    squared = (v1 @ v2.T) ** 2                                      # (r1, r2)
+    cumulative = squared.cumsum(axis=0).cumsum(axis=1)
+    i = np.arange(1, squared.shape[0] + 1)[:, None]
+    j = np.arange(1, squared.shape[1] + 1)[None, :]
+    return cumulative / np.minimum(i, j)
+
+
+def random_subspace_similarity(d: int, i: int, j: int) -> float:
+    """Expected φ for an i- and a j-dimensional subspace of R^d drawn independently at random.
+
+    For a unit vector v uniform on the sphere and a projector P of rank i, E‖Pv‖² = trace(P)/d = i/d.
+    V_j has j such columns, so E‖U_iᵀV_j‖_F² = i·j/d and E φ = i·j/(d·min(i, j)) = max(i, j)/d.
+    This is the floor a learned subspace must beat to count as "shared".
+
+    >>> random_subspace_similarity(64, 8, 16)
+    0.25
+    """
+    d = _check_int(d, "d", 1, 1 << 30)
+    i = _check_int(i, "i", 1, d)
+    j = _check_int(j, "j", 1, d)
+    return max(i, j) / d
+
+
+# --------------------------------------------------------------------------- amplification
+
+class Amplification(NamedTuple):
+    """Result of ``amplification_factor``; unpacks as a 4-tuple, ``._asdict()`` gives the JSON form."""
+
+    factor: float            # ‖ΔW‖_F / ‖U_rᵀ W V_r‖_F
+    random_factor: float     # the same with random orthonormal U, V
+    delta_norm: float        # ‖ΔW‖_F
+    projected_norm: float    # ‖U_rᵀ W V_r‖_F
+
+
+def amplification_factor(delta, W, r: int, seed: int = 0) -> Amplification:
+    """How much ΔW amplifies directions that W already has: ‖ΔW‖_F / ‖U_rᵀ W V_r‖_F.
+
+    LoRA paper (Hu et al., 2021), Section 7.3: U_r (out, r) and V_r (in, r) are the top-r left
+    and right singular vectors of ΔW (out, in); U_rᵀ W V_r (r, r) is W seen through ΔW's
+    subspace. A large factor means ΔW boosts directions that are weak in W (the paper reports
+    about 21.5 = 6.91/0.32 for r = 4 on GPT-3). The same ratio with random orthonormal U, V
+    is the baseline (``random_factor``).
+
+    Returns an ``Amplification`` (factor, random_factor, delta_norm, projected_norm), all floats;
+    a factor is inf when its projection is exactly zero. r must be ≤ min(out, in).
+
+    >>> W = np.diag([10.0, 1.0])
+    >>> amplification_factor(np.diag([0.0, 0.5]), W, r=1).factor     # 0.5 / 1
+    0.5
+    """
+    d, w = _as_matrix(delta, "delta"), _as_matrix(W, "W")
+    if d.shape != w.shape:
+        raise ValueError(f"delta and W must have the same shape (out, in): got {d.shape} and {w.shape}")
+    r = _check_int(r, "r", 1, min(d.shape))
+    u, _, vh = np.linalg.svd(d, full_matrices=False)
+    delta_norm = float(np.linalg.norm(d))
+    projected = float(np.linalg.norm(u[:, :r].T @ w @ vh[:r].T))
+    rng = np.random.default_rng(seed)
+    u_rand, v_rand = _random_orthonormal(d.shape[0], r, rng), _random_orthonormal(d.shape[1], r, rng)
+    random_projected = float(np.linalg.norm(u_rand.T @ w @ v_rand))
+    return Amplification(
+        factor=delta_norm / projected if projected > 0 else math.inf,
+        random_factor=delta_norm / random_projected if random_projected > 0 else math.inf,
+        delta_norm=delta_norm,
+        projected_norm=projected,
+    )
+
+
+# --------------------------------------------------------------------------- reading a sweep
+
+def knee_rank(ranks, errors, floor: float | None = None, factor: float = 2.0):
+    """The smallest rank whose error ≤ ``factor`` × ``floor``; None if no rank gets there.
+
+    ``floor``: the error to compare with, e.g. full fine-tuning's; defaults to min(errors).
+    Ranks must be distinct (average seeds first).
+
+    >>> knee_rank([1, 2, 4, 8], [0.9, 0.5, 0.05, 0.04], floor=0.03)     # 0.05 ≤ 2 × 0.03
+    4
+    """
+    r = _as_vector(ranks, "ranks")
+    e = _as_vector(errors, "errors")
+    if r.shape != e.shape:
+        raise ValueError(f"ranks and errors must have the same length, got {r.size} and {e.size}")
+    if len(set(r.tolist())) != r.size:
+        raise ValueError(f"ranks must be distinct (average the seeds of a rank first), got {r.tolist()}")
+    if floor is None:
+        floor = float(e.min())
+    if isinstance(floor, bool) or not isinstance(floor, numbers.Real) or not math.isfinite(floor) or floor < 0:
+        raise ValueError(f"floor must be a finite number ≥ 0, got {floor!r}")
+    if isinstance(factor, bool) or not isinstance(factor, numbers.Real) or not factor > 0:
+        raise ValueError(f"factor must be a number > 0, got {factor!r}")
+    order = np.argsort(r)
+    for rank, error in zip(r[order], e[order]):
+        if error <= factor * floor:
+            return int(rank)
+    return None
+
+
+def recovered_fraction(base_loss: float, lora_loss: float, full_loss: float) -> float:
+    """(base − lora) / (base − full): the share of full fine-tuning's improvement LoRA gets.
+
+    1 means LoRA matches full fine-tuning, 0 means no better than the frozen base model; values
+    above 1 (LoRA beats full fine-tuning) or below 0 (LoRA made it worse) are returned as they are.
+
+    >>> recovered_fraction(base_loss=3.0, lora_loss=2.25, full_loss=2.0)
+    0.75
+    """
+    values = {"base_loss": base_loss, "lora_loss": lora_loss, "full_loss": full_loss}
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+        if not math.isfinite(value):
+            raise ValueError(f"{name} must be finite, got {value}")
+    if base_loss == full_loss:
+        raise ValueError("recovered fraction is undefined: full fine-tuning did not change the loss "
+                         f"(base_loss == full_loss == {base_loss})")
+    return float((base_loss - lora_loss) / (base_loss - full_loss))

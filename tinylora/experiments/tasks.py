@@ -1,0 +1,294 @@
+"""The sweep's tasks: one run = one (task, method, rank, targets, seed) fine-tuning of the base GPT.
+
+Every run starts from the same shipped base model (frozen W0) and returns one JSON-ready dict,
+the line that the sweep appends to ``results.jsonl``.
+
+- ``planted``: a teacher is the base model with a known rank-k* update ΔW* added to chosen
+  weights; the student (base + LoRA of rank r on those weights) learns to match the teacher's
+  logits. r < k* cannot express ΔW*, r >= k* can: the error curve has a knee at k*.
+- ``domain``: fine-tune the base (trained on fables) to the ``recipes`` corpus (or
+  ``arithmetic``, which also reports exact-match accuracy); metric = held-out loss.
+- ``budget``: the domain task at a fixed adapter size, spent on different matrices
+  ({q} r=8, {v} r=8, {q,v} r=4, {q,k,v,o} r=2; LoRA paper, Table 5).
+- ``scaling``: the domain task across ranks with α/r against rsLoRA's α/√r.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from .. import __version__
+from ..checkpoint import save_model
+from ..data import CharTokenizer, load_corpus, make_arithmetic_problems, score_arithmetic, train_val_split
+from ..lora import (LoraConfig, apply_lora, count_parameters, get_delta_weights, lora_layers, save_adapter,
+                    ADAPTER_WEIGHTS_NAME)
+from ..optim import AdamW, WarmupCosine, clip_grad_norm_
+from ..pretrained import load_base
+from ..tensor import Tensor, no_grad
+from ..train import estimate_loss, fit
+from .analysis import amplification_factor, random_baseline_spectrum
+
+TASKS = ("planted", "domain", "budget", "scaling")
+EVAL_BATCHES = 6
+# LoRA paper, Table 5: the same number of adapter parameters spent on different matrices.
+BUDGET_CONFIGS = ((("q_proj",), 8), (("v_proj",), 8), (("q_proj", "v_proj"), 4),
+                  (("q_proj", "k_proj", "v_proj", "o_proj"), 2))
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything that determines one run's numbers (the executor does not)."""
+
+    task: str
+    method: str                      # "lora" or "full"
+    rank: int | None                 # None for full fine-tuning
+    targets: tuple = ("q_proj", "v_proj")
+    alpha: float = 16.0
+    rslora: bool = False
+    seed: int = 0
+    steps: int = 120
+    lr: float = 5e-3
+    batch_size: int = 16
+    block_size: int = 64
+    corpus: str = "recipes"          # domain-like tasks
+    k_star: int = 4                  # planted task
+    planted_layers: tuple = ("blocks.3.attn.q_proj", "blocks.3.attn.v_proj")
+    planted_scale: float = 0.6       # each planted singular value, relative to ‖W0‖₂
+
+    @property
+    def run_id(self) -> str:
+        digest = hashlib.sha1(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:10]
+        rank = "full" if self.method == "full" else f"r{self.rank}"
+        scale = "-rs" if self.rslora else ""
+        return f"{self.task}-{rank}{scale}-{'+'.join(self.targets)}-s{self.seed}-{digest}"
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "targets": list(self.targets), "planted_layers": list(self.planted_layers)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunSpec":
+        return cls(**{**d, "targets": tuple(d["targets"]), "planted_layers": tuple(d["planted_layers"])})
+
+
+def run(spec: RunSpec | dict, progress: bool = False) -> dict:
+    """Run one configuration and return its results line (see ``docs/analysis.md`` for the schema)."""
+    spec = RunSpec.from_dict(spec) if isinstance(spec, dict) else spec
+    start = time.perf_counter()
+    result = (_run_planted if spec.task == "planted" else _run_domain)(spec, progress)
+    trainable, total = result.pop("_counts")
+    result.update(run_id=spec.run_id, task=spec.task, method=spec.method, rank=spec.rank,
+                  targets=list(spec.targets), alpha=spec.alpha, rslora=spec.rslora, seed=spec.seed,
+                  steps=spec.steps, lr=spec.lr, spec=spec.to_dict(), trainable_params=trainable,
+                  total_params=total, trainable_fraction=trainable / total,
+                  seconds=round(time.perf_counter() - start, 3), versions=versions())
+    return result
+
+
+def versions() -> dict:
+    return {"tinylora": __version__, "numpy": np.__version__, "python": platform.python_version()}
+
+
+# ---- shared pieces ------------------------------------------------------------------------------
+def _lora_config(spec: RunSpec, targets) -> LoraConfig:
+    return LoraConfig(r=spec.rank, lora_alpha=spec.alpha, target_modules=targets, use_rslora=spec.rslora,
+                      seed=spec.seed)
+
+
+def _make_trainable(model, spec: RunSpec, full_names=None):
+    """LoRA on the targets, or (full) unfreeze every parameter / only ``full_names``."""
+    if spec.method == "lora":
+        targets = "|".join(map(_regex_escape, full_names)) if full_names else spec.targets
+        return apply_lora(model, _lora_config(spec, targets))
+    for name, p in model.named_parameters():
+        p.requires_grad = full_names is None or name.rsplit(".", 1)[0] in full_names
+    return model
+
+
+def _regex_escape(name: str) -> str:
+    return name.replace(".", r"\.")
+
+
+def _weights(model, names) -> dict:
+    """Host copies of the (out, in) weights of the named Linear layers (LoRA-wrapped or not)."""
+    out = {}
+    modules = dict(model.named_modules())
+    for n in names:
+        layer = modules[n]
+        layer = getattr(layer, "base_layer", layer)
+        out[n] = np.array(layer.weight.numpy())  # host-ok
+    return out
+
+
+def _adapter_bytes(model) -> int:
+    with tempfile.TemporaryDirectory() as folder:
+        save_adapter(model, folder)
+        return os.path.getsize(os.path.join(folder, ADAPTER_WEIGHTS_NAME))
+
+
+_CHECKPOINT_BYTES: dict = {}
+
+
+def _checkpoint_bytes(model) -> int:
+    key = model.config
+    if key not in _CHECKPOINT_BYTES:
+        with tempfile.TemporaryDirectory() as folder:
+            path = os.path.join(folder, "model.npz")
+            save_model(model, path)
+            _CHECKPOINT_BYTES[key] = os.path.getsize(path)
+    return _CHECKPOINT_BYTES[key]
+
+
+def _layer_names(model, suffixes) -> list[str]:
+    if tuple(suffixes) == ("all-linear",):
+        return [n for n, m in model.named_modules() if hasattr(m, "in_features") and not n.endswith("lm_head")]
+    return [n for n, m in model.named_modules() if hasattr(m, "in_features") and n.split(".")[-1] in suffixes]
+
+
+def _analysis(model, spec: RunSpec, W0: dict) -> dict:
+    """Spectra of full-FT ΔW (with a random baseline); A matrices and amplification for LoRA."""
+    if spec.method == "full":
+        W1 = _weights(model, list(W0))
+        spectra, random = {}, {}
+        for i, (n, w0) in enumerate(W0.items()):
+            delta = W1[n] - w0
+            spectra[n] = np.linalg.svd(delta, compute_uv=False).tolist()  # host-ok
+            random[n] = random_baseline_spectrum(delta.shape, float(np.linalg.norm(delta)), seed=i).tolist()  # host-ok
+        return {"delta_spectra": spectra, "random_spectra": random}
+    deltas = get_delta_weights(model)
+    last = sorted(deltas)[-2:]  # the two deepest adapted layers, e.g. the last block's q and v
+    adapter_A = {n: np.asarray(layer.lora_A[layer.active_adapter].numpy()).round(6).tolist()  # host-ok
+                 for n, layer in lora_layers(model) if n in last}
+    amplification = {}
+    for n in last:
+        factor, random_factor, delta_norm, projected = amplification_factor(deltas[n], W0[n], spec.rank)
+        amplification[n] = {"factor": factor, "random_factor": random_factor, "delta_norm": delta_norm,
+                            "projected_norm": projected}
+    return {"adapter_A": adapter_A, "amplification": amplification}
+
+
+# ---- the domain-shift task (also budget and scaling) ------------------------------------------
+def domain_splits(corpus: str, n_chars: int = 60_000):
+    """Token ids of a target corpus (fixed data seed 0, so every run sees the same text)."""
+    return train_val_split(CharTokenizer().encode(load_corpus(corpus, n_chars=n_chars, seed=0)), 0.1)
+
+
+def _run_domain(spec: RunSpec, progress: bool) -> dict:
+    model, tokenizer = load_base()
+    train_ids, val_ids = domain_splits(spec.corpus)
+    base_val = estimate_loss(model, val_ids, batch_size=spec.batch_size, max_batches=EVAL_BATCHES,
+                             block_size=spec.block_size)
+    W0 = _weights(model, _layer_names(model, spec.targets))
+    _make_trainable(model, spec)
+    history = fit(model, train_ids, steps=spec.steps, batch_size=spec.batch_size, block_size=spec.block_size,
+                  lr=spec.lr, warmup_steps=max(1, spec.steps // 10), seed=spec.seed, progress=progress,
+                  desc=f"{spec.task} {'full' if spec.method == 'full' else f'r={spec.rank}'}")
+    metrics = {"val_loss": estimate_loss(model, val_ids, batch_size=spec.batch_size, max_batches=EVAL_BATCHES,
+                                         block_size=spec.block_size),
+               "base_val_loss": base_val, "accuracy": None}
+    if spec.corpus == "arithmetic":
+        metrics["accuracy"] = arithmetic_accuracy(model, tokenizer)
+    return {"metrics": metrics, "curve": {"step": history["step"], "train_loss": history["train_loss"]},
+            "adapter_bytes": _adapter_bytes(model) if spec.method == "lora" else None,
+            "full_checkpoint_bytes": _checkpoint_bytes(model), "planted": None,
+            "analysis": _analysis(model, spec, W0), "_counts": count_parameters(model)}
+
+
+def arithmetic_accuracy(model, tokenizer, n: int = 100, seed: int = 0) -> float:
+    """Exact-match accuracy of greedy answers on held-out sums such as ``17+25=``."""
+    problems = make_arithmetic_problems(n, seed=seed, split="test")
+    completions = []
+    for prompt, _ in problems:
+        ids = model.generate(tokenizer.encode("\n" + prompt)[None, :], 4, temperature=0)
+        completions.append((prompt, tokenizer.decode(ids[0, len(prompt) + 1:])))
+    return score_arithmetic(completions)
+
+
+# ---- the planted-rank task ------------------------------------------------------------------
+def planted_update(shape, k_star: int, strength: float, seed: int):
+    """ΔW* (out, in) of rank exactly k*: strength · U Vᵀ with random orthonormal U (out, k*), V (in, k*)."""
+    rng = np.random.default_rng(seed)
+    U, _ = np.linalg.qr(rng.standard_normal((shape[0], k_star)))  # host-ok: building a target on the host
+    V, _ = np.linalg.qr(rng.standard_normal((shape[1], k_star)))  # host-ok
+    return strength * (U @ V.T)
+
+
+def _plant(model, spec: RunSpec) -> dict:
+    """Add ΔW* to each planted layer of ``model`` in place; return {layer: ΔW*}."""
+    planted = {}
+    modules = dict(model.named_modules())
+    for i, name in enumerate(spec.planted_layers):
+        if name not in modules or not hasattr(modules[name], "weight"):
+            raise ValueError(f"planted layer {name!r} is not a Linear layer of the base model")
+        W = modules[name].weight
+        strength = spec.planted_scale * float(np.linalg.norm(W.numpy(), 2))  # host-ok
+        delta = planted_update(W.shape, spec.k_star, strength, seed=1000 + i).astype(W.dtype)
+        W.data = W.data + delta
+        planted[name] = delta
+    return planted
+
+
+def _teacher_pool(teacher, ids, n_batches, spec, seed):
+    rng = np.random.default_rng(seed)
+    from ..data import get_batch
+    pool = []
+    with no_grad():
+        for _ in range(n_batches):
+            x, _ = get_batch(ids, spec.batch_size, spec.block_size, rng)
+            logits, _ = teacher(x)
+            pool.append((x, logits.data))
+    return pool
+
+
+def _mean_squared_error(student, pool) -> float:
+    with no_grad():
+        return float(np.mean([((student(x)[0].data - target) ** 2).mean() for x, target in pool]))  # host-ok
+
+
+def _run_planted(spec: RunSpec, progress: bool) -> dict:
+    from ..train import _progress
+    teacher, _ = load_base()
+    planted = _plant(teacher, spec)
+    student, _ = load_base()
+    train_ids, val_ids = train_val_split(CharTokenizer().encode(load_corpus("fables", n_chars=60_000, seed=0)), 0.1)
+    train_pool = _teacher_pool(teacher, train_ids, 24, spec, seed=1)
+    eval_pool = _teacher_pool(teacher, val_ids, 4, spec, seed=2)
+    base_error = _mean_squared_error(student, eval_pool)
+    W0 = _weights(student, spec.planted_layers)
+    _make_trainable(student, spec, full_names=spec.planted_layers)
+    params = [p for p in student.parameters() if p.requires_grad]
+    optimizer = AdamW(params, lr=spec.lr, weight_decay=0.0)
+    schedule = WarmupCosine(optimizer, warmup_steps=max(1, spec.steps // 10), total_steps=spec.steps, min_lr_ratio=0.01)
+    rng = np.random.default_rng(spec.seed)
+    curve = {"step": [], "train_loss": []}
+    bar = _progress(spec.steps, f"planted {'full' if spec.method == 'full' else f'r={spec.rank}'}", progress)
+    for step in range(1, spec.steps + 1):
+        x, target = train_pool[int(rng.integers(len(train_pool)))]
+        logits, _ = student(x)                                      # (B, T, V)
+        loss = ((logits - Tensor(target)) ** 2).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        schedule.step()
+        curve["step"].append(step)
+        curve["train_loss"].append(loss.item())
+        bar.update(1)
+    bar.close()
+    learned = {n: w - W0[n] for n, w in _weights(student, spec.planted_layers).items()} if spec.method == "full" \
+        else {n: d for n, d in get_delta_weights(student).items()}
+    weight_error = float(np.sqrt(sum(((learned[n] - planted[n]) ** 2).sum() for n in planted))  # host-ok
+                         / np.sqrt(sum((planted[n] ** 2).sum() for n in planted)))
+    metrics = {"rel_error": _mean_squared_error(student, eval_pool) / base_error, "weight_error": weight_error,
+               "base_mse": base_error, "val_loss": None, "base_val_loss": None, "accuracy": None}
+    return {"metrics": metrics, "curve": curve,
+            "adapter_bytes": _adapter_bytes(student) if spec.method == "lora" else None,
+            "full_checkpoint_bytes": _checkpoint_bytes(student),
+            "planted": {"k_star": spec.k_star, "layers": list(spec.planted_layers)},
+            "analysis": _analysis(student, spec, W0), "_counts": count_parameters(student)}
