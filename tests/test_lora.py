@@ -383,3 +383,15 @@ def test_disabling_a_merged_model_is_refused():
     with pytest.raises(ValueError, match="needs an unmerged model"):
         with lora.disable_adapters(model):
             pass
+
+
+# ---- the benchmark ---------------------------------------------------------------------------------
+def test_lora_benchmark_quick_run_prints_every_ratio_next_to_its_target(capsys):
+    from tinylora.bench.lora import main
+
+    assert main(["--quick"]) == 0
+    out = capsys.readouterr().out
+    for row in ("train step ms", "merged inference ms", "unmerged inference ms", "training bytes MiB",
+                "peak RSS MiB", "file KiB"):
+        assert row in out
+    assert out.count("<= ") == 3

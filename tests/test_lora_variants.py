@@ -158,6 +158,11 @@ def test_pissa_unload_and_disable_give_w0_back():
     assert np.abs(layer.base_layer.weight.data - W0).max() <= 1e-6
 
 
+def test_fresh_pissa_adapter_has_a_zero_delta_from_w0():
+    layer, _, _ = pissa_layer()
+    assert np.abs(layer.delta_weight()).max() <= 1e-12
+
+
 def test_pissa_refuses_to_share_its_layers_with_another_adapter():
     model = lora.apply_lora(GPT(TINY), LoraConfig(r=2, init_lora_weights="pissa"))
     with pytest.raises(ValueError, match="PiSSA adapter rewrites the frozen weight"):

@@ -95,7 +95,12 @@ def _sweep(args) -> int:
 def _plot(args) -> int:
     from .experiments.plots import plot_all
 
-    for path in plot_all(args.directory):
+    try:
+        paths = plot_all(args.directory)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"tinylora plot: error: {err}", file=sys.stderr)
+        return 2
+    for path in paths:
         print(path)
     return 0
 
@@ -103,7 +108,11 @@ def _plot(args) -> int:
 def _report(args) -> int:
     from .experiments.plots import report_markdown
 
-    print(report_markdown(args.directory))
+    try:
+        print(report_markdown(args.directory))
+    except (FileNotFoundError, ValueError) as err:
+        print(f"tinylora report: error: {err}", file=sys.stderr)
+        return 2
     return 0
 
 

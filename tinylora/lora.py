@@ -242,10 +242,13 @@ class LoRALinear(Module):
         return next((a for a in self.adapters.values() if a.pissa_init is not None), None)
 
     def delta_weight(self, name: str | None = None):
-        """The change the adapter makes to the weight, (out, in): s·B·A (DoRA: W_merged − W0)."""
+        """The change the adapter makes to W0, (out, in): s·B·A (DoRA: W_merged − W0; PiSSA: s·(B·A − B0·A0))."""
         a = self.adapters[name or self.active_adapter]
         W0 = self.base_layer.weight.data
         delta = (a.lora_B.data @ a.lora_A.data) * a.scaling                      # (out, in)
+        if a.pissa_init is not None:
+            A0, B0 = a.pissa_init
+            delta = delta - to_device((a.scaling * (B0 @ A0)).astype(W0.dtype), self.base_layer.weight.device)
         if a.lora_magnitude is not None:
             W = W0 + delta
             delta = W * (a.lora_magnitude.data / _row_norm(W))[:, None] - W0

@@ -4,8 +4,8 @@ Anyone holding a results file can regenerate every figure: nothing here reads a 
 checkpoint. Each figure is drawn only when its data is present; a missing field (an older or
 partial run) skips that figure with a note instead of crashing.
 
-Figures are built on ``matplotlib.figure.Figure`` directly (no pyplot), so the Agg renderer is
-used without touching the global backend of a notebook that imports this module.
+Figures are built on ``matplotlib.figure.Figure`` with an Agg canvas (no pyplot), so drawing
+never touches the global backend of a notebook that imports this module.
 
 >>> import json, os, tempfile
 >>> folder = tempfile.mkdtemp()
@@ -29,6 +29,7 @@ from collections import defaultdict
 
 import numpy as np
 from matplotlib import rc_context
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullLocator
 
@@ -72,7 +73,8 @@ def load_results(directory) -> list[dict]:
     runs = []
     with open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, start=1):
-            if not line.strip():
+            line = line.strip()
+            if not line:
                 continue
             problem = _parse_problem(line)
             if problem:
@@ -132,11 +134,14 @@ def _variant(run: dict) -> tuple:
     return (_targets(run), _number(run.get("alpha")), bool(run.get("rslora", False)))
 
 
+def _scale_label(alpha, rslora) -> str:
+    """"α/r, α=16" (LoRA) or "α/√r, α=16" (rsLoRA)."""
+    return "–" if alpha is None else f"α/{'√r' if rslora else 'r'}, α={alpha:g}"
+
+
 def _variant_label(variant: tuple) -> str:
     targets, alpha, rslora = variant
-    if alpha is None:
-        return targets
-    return f"{targets}, α={alpha:g}, scale α/{'√r' if rslora else 'r'}"
+    return targets if alpha is None else f"{targets}; {_scale_label(alpha, rslora)}"
 
 
 # --------------------------------------------------------------------------- summary rows
@@ -232,7 +237,7 @@ def _lora_series(rows: list[dict], task: str) -> dict:
 
 def _main_variant(series: dict) -> tuple:
     """The LoRA variant with the most ranks (the sweep's default targets, usually)."""
-    return max(series, key=lambda v: (len(series[v]), v == sorted(series)[0]))
+    return max(sorted(series), key=lambda v: len(series[v]))
 
 
 def _full_row(rows: list[dict], task: str) -> dict | None:
@@ -254,7 +259,11 @@ def _k_star(runs: list[dict]) -> int | None:
 # --------------------------------------------------------------------------- the Markdown report
 
 def _fmt(x, digits: int = 4) -> str:
-    return "–" if x is None else f"{x:.{digits}g}"
+    return "–" if x is None else f"{x:#.{digits}g}"
+
+
+def _fmt_pct(pct: float) -> str:
+    return f"{pct:.1f}%" if pct >= 1 else f"{pct:.2g}%"
 
 
 def _fmt_int(x) -> str:
@@ -275,9 +284,9 @@ def _markdown_table(rows: list[dict]) -> list[str]:
              "| trainable % | adapter bytes | seconds |",
              "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        scaling = "–" if r["alpha"] is None else f"α={r['alpha']:g}/{'√r' if r['rslora'] else 'r'}"
         pct = "–" if r["trainable_pct"] is None else f"{r['trainable_pct']:.3g}"
-        lines.append(f"| {r['method']} | {r['rank'] if r['rank'] is not None else '–'} | {r['targets']} | {scaling} "
+        lines.append(f"| {r['method']} | {r['rank'] if r['rank'] is not None else '–'} | {r['targets']} "
+                     f"| {_scale_label(r['alpha'], r['rslora'])} "
                      f"| {r['n_seeds']} | {_fmt_spread(r)} | {_fmt(r['accuracy'], 3)} "
                      f"| {_fmt_int(r['trainable_params'])} | {pct} | {_fmt_int(r['adapter_bytes'])} "
                      f"| {_fmt(r['seconds'], 3)} |")
@@ -324,7 +333,7 @@ def interpret_loss_task(results: list[dict], rows: list[dict], task: str) -> str
         why = "no full fine-tuning run" if full is None else "no base loss" if base is None else "full = base"
         return f"lowest held-out loss: LoRA r={best['rank']} ({_fmt(best['mean'])}); {why} to compare with."
     row, fraction = _recovery_choice(curve, base, full["mean"])
-    pct = f" with {row['trainable_pct']:.2g}% of parameters trainable" if row["trainable_pct"] is not None else ""
+    pct = f" with {_fmt_pct(row['trainable_pct'])} of parameters trainable" if row["trainable_pct"] is not None else ""
     return (f"LoRA r={row['rank']} recovers {100 * fraction:.0f}% of full fine-tuning's improvement{pct} "
             f"(held-out loss: base {_fmt(base)}, LoRA {_fmt(row['mean'])}, full {_fmt(full['mean'])}).")
 
@@ -342,7 +351,7 @@ def interpret_budget(results: list[dict], rows: list[dict]) -> str:
 def interpret_scaling(results: list[dict], rows: list[dict]) -> str:
     """How much the held-out loss moves across ranks under α/r and under α/√r."""
     series = _lora_series(rows, "scaling")
-    spreads = [f"{_variant_label(v).split(', ', 1)[1]}: {_fmt(max(r['mean'] for r in c) - min(r['mean'] for r in c), 3)}"
+    spreads = [f"{_scale_label(v[1], v[2])}: {_fmt(max(r['mean'] for r in c) - min(r['mean'] for r in c), 3)}"
                for v, c in sorted(series.items()) if len(c) > 1]
     if not spreads:
         raise MissingData("fewer than two ranks per scaling rule")
@@ -380,10 +389,12 @@ def report_markdown(directory) -> str:
 def _figure(title: str, caption: str, ncols: int = 1, nrows: int = 1, width: float = 6.4, height: float = 4.4):
     """A Figure with a bold title on top and a wrapped caption under the axes."""
     caption = textwrap.fill(caption, width=int(width * 17))
+    title = textwrap.fill(title, width=int(width * 10))
     n_lines = caption.count("\n") + 1
     fig = Figure(figsize=(width, height))
+    FigureCanvasAgg(fig)                 # the non-interactive renderer, without pyplot's global state
     bottom = (0.12 + 0.16 * n_lines) / height
-    fig.set_layout_engine("constrained", rect=(0, bottom, 1, 1 - bottom / 8))
+    fig.set_layout_engine("constrained", rect=(0, bottom, 1, 1 - bottom))  # (left, bottom, width, height)
     axes = fig.subplots(nrows, ncols, squeeze=False)
     fig.suptitle(title, fontsize=11, fontweight="bold")
     fig.text(0.5, 0.02, caption, ha="center", va="bottom", fontsize=8, color="0.25")
@@ -465,7 +476,7 @@ def _accuracy_panel(ax, series: dict, full: dict | None) -> None:
                     label=f"LoRA ({_variant_label(variant)})")
     _reference_lines(ax, full, None, key="accuracy")
     _log2_rank_axis(ax, [r["rank"] for c in series.values() for r in c])
-    ax.set_ylabel("task accuracy (fraction correct, mean over seeds)")
+    ax.set_ylabel("accuracy (fraction of answers correct)")
     ax.set_title("accuracy (higher is better)", fontsize=9)
     ax.legend(fontsize=7)
 
@@ -479,6 +490,8 @@ def figure_parameters_vs_rank(results: list[dict]) -> Figure:
     rows = summarize(_task_runs(results, task))
     series = _lora_series(rows, task) or _param_series(rows, task)
     curve = [r for r in series[_main_variant(series)] if r["trainable_params"] is not None]
+    if not curve:
+        raise MissingData(f"no LoRA run of the {task} task records trainable_params")
     task_runs = _task_runs(results, task)
     full = _full_row(rows, task)
     full_params = full["trainable_params"] if full else _first(task_runs, "total_params")
@@ -492,7 +505,7 @@ def figure_parameters_vs_rank(results: list[dict]) -> Figure:
     ax.plot(ranks, [r["trainable_params"] for r in curve], marker="o", label="LoRA")
     for r in curve:
         if r["trainable_pct"] is not None:
-            ax.annotate(f"{r['trainable_pct']:.2g}%", (r["rank"], r["trainable_params"]), fontsize=7,
+            ax.annotate(_fmt_pct(r["trainable_pct"]), (r["rank"], r["trainable_params"]), fontsize=7,
                         textcoords="offset points", xytext=(0, 6), ha="center")
     if full_params is not None:
         ax.axhline(full_params, color="C3", linestyle="--", label=f"full fine-tuning ({int(full_params):,})")
@@ -545,8 +558,8 @@ def figure_delta_spectrum(results: list[dict], max_layers: int = 4) -> Figure:
     layers = [n for n in sorted(spectra) if np.sum(np.asarray(spectra[n], dtype=float)) > 0][:max_layers]
     if not layers:
         raise MissingData("every recorded ΔW spectrum is zero")
-    fig, axes = _figure(f"Is full fine-tuning's update low rank? Spectrum of ΔW = W_ft − W0 ({run['task']} task)",
-                        f"Seed {run.get('seed', '?')}. Top: singular values divided by the largest (log scale). "
+    fig, axes = _figure("Is full fine-tuning's update low rank? Spectrum of ΔW = W_ft − W0",
+                        f"{run['task']} task, seed {run.get('seed', '?')}. Top: singular values divided by the largest (log scale). "
                         "Bottom: share of ‖ΔW‖²_F held by the top k directions. Dashed: a Gaussian matrix with ΔW's "
                         "shape and norm (no low-rank structure). A curve that falls faster than the dashed one, and "
                         "a small effective rank, mean a few directions carry the update: LoRA's premise.",
@@ -558,14 +571,14 @@ def figure_delta_spectrum(results: list[dict], max_layers: int = 4) -> Figure:
 
 
 def _spectrum_panels(ax_s, ax_e, layer: str, s: np.ndarray, random: np.ndarray | None) -> None:
-    k = np.arange(1, s.size + 1)
     curves = [("ΔW", s, "-")] + ([("random", random, "--")] if random is not None and random.sum() > 0 else [])
     for name, values, style in curves:
         positive = values > 0
-        ax_s.plot(k[:values.size][positive], values[positive] / values[0], style,
+        k = np.arange(1, values.size + 1)
+        ax_s.plot(k[positive], values[positive] / values[0], style,
                   label=f"{name} (effective rank {effective_rank(values):.1f})")
         energy = cumulative_energy(values)
-        ax_e.plot(np.arange(1, values.size + 1), energy, style,
+        ax_e.plot(k, energy, style,
                   label=f"{name}: 90% in top {energy_rank(values, 0.9)}")
     ax_s.set_yscale("log")
     ax_s.set_title(layer, fontsize=9)
@@ -668,7 +681,7 @@ def figure_planted_knee(results: list[dict]) -> Figure:
     if all(r["min"] > 0 for r in lora_rows):
         ax.set_yscale("log")
     _log2_rank_axis(ax, [r["rank"] for r in lora_rows])
-    ax.set_ylabel("relative error (held-out output error / base's; log scale)")
+    ax.set_ylabel("relative error (1 = base model; log scale)")
     ax.legend(fontsize=7)
     return fig
 
@@ -706,7 +719,8 @@ def figure_budget(results: list[dict]) -> Figure:
     ax.set_yticks(np.arange(len(rows)), labels=labels, fontsize=8)
     ax.invert_yaxis()
     _reference_lines(ax, _full_row(all_rows, "budget"), _base_loss(_task_runs(results, "budget")), vertical=True)
-    ax.set_xlim(left=0.9 * min(float(means.min()), *[line.get_xdata()[0] for line in ax.get_lines()]))
+    lowest = min([float(means.min())] + [float(line.get_xdata()[0]) for line in ax.get_lines()])
+    ax.set_xlim(left=0.9 * lowest)      # bars start near the data, so small differences show
     ax.set_xlabel(LOSS_LABEL)
     if ax.get_lines():
         ax.legend(fontsize=7)
@@ -757,9 +771,8 @@ def plot_all(directory, formats=("png", "svg"), log=_stderr) -> list[str]:
     Raises FileNotFoundError / ValueError when the folder has no usable results (``load_results``).
     """
     formats = tuple(formats)
-    unknown = [f for f in formats if f not in ("png", "svg", "pdf")]
-    if unknown or not formats:
-        raise ValueError(f"formats must be a non-empty subset of ('png', 'svg', 'pdf'), got {formats!r}")
+    if not formats or any(f not in ("png", "svg") for f in formats):
+        raise ValueError(f"formats must be a non-empty subset of ('png', 'svg'), got {formats!r}")
     results = load_results(directory)
     out = os.path.join(os.fspath(directory), FIGURES_DIR)
     os.makedirs(out, exist_ok=True)
@@ -781,7 +794,7 @@ def _save(fig: Figure, stem: str, formats: tuple) -> list[str]:
         for fmt in formats:
             path = f"{stem}.{fmt}"
             buffer = io.BytesIO()
-            fig.savefig(buffer, format=fmt, dpi=150, metadata={"Date": None} if fmt in ("svg", "pdf") else None)
+            fig.savefig(buffer, format=fmt, dpi=150, metadata={"Date": None} if fmt == "svg" else None)
             with atomic_writer(path) as f:
                 f.write(buffer.getvalue())
             paths.append(path)
