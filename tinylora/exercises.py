@@ -65,6 +65,8 @@ class Case:
 
 @dataclass
 class Exercise:
+    """What a checker needs besides its cases: the title, the outputs and the fallback hints."""
+
     number: int
     title: str
     outputs: tuple
@@ -111,6 +113,7 @@ def _numbers(a: np.ndarray, count: int = 4) -> str:
 
 # ---- calling the student's function -------------------------------------------------------------
 def _check_callable(ex: Exercise, fn, name: str) -> None:
+    __tracebackhide__ = True  # IPython and pytest then show the student's cell, not the checker's insides
     if not callable(fn):
         raise AssertionError(f"Exercise {ex.number} ({ex.title}): the checker needs your function itself, as in "
                              f"`check(my_function)` without parentheses after my_function; got {_describe(fn)} "
@@ -119,12 +122,14 @@ def _check_callable(ex: Exercise, fn, name: str) -> None:
 
 def _call(ex: Exercise, fn, case: Case, where: str):
     """fn(**args) with NotImplementedError, other errors and in-place changes turned into verdicts."""
+    __tracebackhide__ = True
     name = getattr(fn, "__name__", "your function")
     before = copy.deepcopy(case.args)
     try:
         got = fn(*case.args.values())
     except NotImplementedError as err:
-        raise ExerciseNotDone(f"Exercise {ex.number} is not implemented yet: {err or 'the stub still raises'}. "
+        what = str(err).removeprefix(f"Exercise {ex.number}:").strip() or "the stub still raises"
+        raise ExerciseNotDone(f"Exercise {ex.number} is not implemented yet: {what}. "
                               f"Replace the `raise NotImplementedError(...)` line of {name} with your code, run "
                               "that cell, then run the check again.") from None
     except Exception as err:
@@ -138,6 +143,7 @@ def _call(ex: Exercise, fn, case: Case, where: str):
 
 
 def _unpack(ex: Exercise, got, where: str, name: str) -> tuple:
+    __tracebackhide__ = True
     if len(ex.outputs) == 1:
         return (got,)
     names = ", ".join(o.name for o in ex.outputs)
@@ -149,10 +155,11 @@ def _unpack(ex: Exercise, got, where: str, name: str) -> tuple:
 
 # ---- validating one output ----------------------------------------------------------------------
 def _as_array(ex: Exercise, out: Output, value, where: str) -> np.ndarray:
+    __tracebackhide__ = True
     what = "a bool" if out.kind == "bool" else "a float"
     if isinstance(value, Tensor):
-        raise AssertionError(f"{where}\n{out.name} is a tinylora Tensor; these exercises work on plain NumPy "
-                             f"arrays. Return {what} NumPy array (a Tensor's array is `t.data`).")
+        raise AssertionError(f"{where}\n{out.name} should be {what} NumPy array, but it is a tinylora Tensor; "
+                             "these exercises work on plain arrays (a Tensor's array is `t.data`).")
     if isinstance(value, (numbers.Real, np.generic)) and not isinstance(value, (bool, np.bool_)) \
             and out.kind == "float":
         value = np.asarray(value)
@@ -168,18 +175,20 @@ def _as_array(ex: Exercise, out: Output, value, where: str) -> np.ndarray:
             raise AssertionError(f"{where}\n{out.name} should be a float array; got dtype {value.dtype}.")
         if not np.all(np.isfinite(value)):
             hint = f"\nHint: {ex.nan_hint}" if ex.nan_hint else ""
-            raise AssertionError(f"{where}\n{out.name} contains NaN or inf (at {np.argwhere(~np.isfinite(value))[0].tolist()} "
-                                 f"among others): expected finite numbers.{hint}")
+            bad = ~np.isfinite(value)
+            raise AssertionError(f"{where}\n{out.name} contains NaN or inf in {int(bad.sum())} of {bad.size} elements "
+                                 f"(the first at {np.argwhere(bad)[0].tolist()}): expected finite numbers.{hint}")
     return value
 
 
 def _as_scalar(ex: Exercise, out: Output, value, where: str):
+    __tracebackhide__ = True
     if out.kind == "int":
         if isinstance(value, (numbers.Integral, np.integer)) and not isinstance(value, (bool, np.bool_)):
             return int(value)
         tip = " Use integer arithmetic (no `/`), or int(...)." if isinstance(value, (float, np.floating)) else ""
         raise AssertionError(f"{where}\n{out.name} should be an int; got {_describe(value)}.{tip}")
-    if isinstance(value, np.ndarray) and value.size == 1 and value.dtype.kind == "f":
+    if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind == "f":
         value = value.reshape(())[()]
     if not isinstance(value, (numbers.Real, np.floating)) or isinstance(value, (bool, np.bool_)):
         raise AssertionError(f"{where}\n{out.name} should be a float (a single number, e.g. float(x)); "
@@ -209,6 +218,12 @@ def _known_mistake(case: Case, index: int, got):
     return None
 
 
+def _transposed(out: Output, got, expected) -> str | None:
+    if isinstance(got, np.ndarray) and got.ndim == 2 and got.shape == expected.shape[::-1] and _same(got.T, expected):
+        return f"you returned the transpose of {out.name}; it must have the shape of {out.shape_of or 'the answer'}."
+    return None
+
+
 def _array_verdict(out: Output, got: np.ndarray, expected: np.ndarray) -> str:
     if got.shape != expected.shape:
         where = f", the shape of {out.shape_of}" if out.shape_of else ""
@@ -221,12 +236,14 @@ def _array_verdict(out: Output, got: np.ndarray, expected: np.ndarray) -> str:
     else:
         bad = ~np.isclose(got, expected, rtol=RTOL, atol=ATOL)
     first = tuple(int(i) for i in np.argwhere(bad)[0])
+    note = " (your array is float32; compute in float64)" if got.dtype == np.float32 else ""
     return (f"{out.name} is wrong at {int(bad.sum())} of {bad.size} elements; the first is {list(first)}: "
-            f"expected {_fmt(expected[first])}, got {_fmt(got[first])}.\n"
+            f"expected {_fmt(expected[first])}, got {_fmt(got[first])}{note}.\n"
             f"  expected {_numbers(expected)}\n  got      {_numbers(got)}")
 
 
 def _compare(ex: Exercise, case: Case, index: int, value, where: str) -> None:
+    __tracebackhide__ = True
     out, expected = ex.outputs[index], case.expected[index]
     if out.kind in ("int", "scalar"):
         got = _as_scalar(ex, out, value, where)
@@ -238,15 +255,13 @@ def _compare(ex: Exercise, case: Case, index: int, value, where: str) -> None:
         if _same(got, expected):
             return
         verdict = _array_verdict(out, got, expected)
-        if got.ndim == 2 and got.shape == expected.shape[::-1] and _same(got.T, expected):
-            raise AssertionError(f"{where}\n{verdict}\nHint: you returned the transpose of {out.name}; "
-                                 f"it must have the shape of {out.shape_of or 'the expected answer'}.")
-    hint = _known_mistake(case, index, got) or ex.hint
+    hint = _known_mistake(case, index, got) or _transposed(out, got, expected) or ex.hint
     raise AssertionError(f"{where}\n{verdict}\nHint: {hint}")
 
 
 def _grade(ex: Exercise, fn, cases: list, name: str = "") -> int:
     """Run every case; raise at the first wrong one. Returns the number of cases."""
+    __tracebackhide__ = True
     _check_callable(ex, fn, name or "your function")
     fn_name = getattr(fn, "__name__", "your function")
     for k, case in enumerate(cases, 1):
@@ -300,20 +315,22 @@ def _unbroadcast_case(grad: np.ndarray, shape: tuple) -> Case:
          "right numbers, but the size-1 axes vanished: sum them with keepdims=True (or reshape to `shape` at the end)."),
         (0, grad.mean(axis=axes, keepdims=True).reshape(shape) if axes else None,
          "every broadcast copy of an input element passes its own gradient back, and these add up: use sum, not mean."),
-        (0, grad, "a broadcast input gets the *sum* of grad over the axes it was stretched along; you returned grad as is."),
+        (0, grad, "you returned grad as is: a broadcast input gets the *sum* of grad over the axes it was stretched "
+                  "along, here the axes where `shape` has a 1 (keep them, keepdims=True) and any extra leading axes."),
     ])
 
 
 def check_unbroadcast(unbroadcast) -> bool:
     """Exercise 1: ``unbroadcast(grad, shape)`` sums a gradient back to an input's shape.
 
-    >>> check_unbroadcast(lambda g, s: g.sum(axis=0) if g.ndim > len(s) else g)
+    >>> check_unbroadcast(lambda grad, shape: grad)    # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    AssertionError: Exercise 1 (unbroadcast), case 2 of 7: <lambda>(grad (4, 3), shape=(4, 1))
-    result has shape (4, 3) but should have shape (4, 1), the shape of `shape`.
-    Hint: a broadcast input gets the *sum* of grad over the axes it was stretched along; you returned grad as is.
+    AssertionError: Exercise 1 (unbroadcast), case 1 of 7: <lambda>(grad (4, 3), shape=(3,))
+    result has shape (4, 3) but should have shape (3,), the shape of `shape`.
+    Hint: you returned grad as is: ...
     """
+    __tracebackhide__ = True
     rng = _rng(1)
     pairs = [((4, 3), (3,)), ((4, 3), (4, 1)), ((2, 5, 4, 3), (5, 1, 3)), ((3, 4, 5, 2), (3, 1, 5, 1)),
              ((4, 5), (1, 1)), ((6,), ()), ((2, 3), (2, 3))]
@@ -342,6 +359,7 @@ def _matmul_case(a: np.ndarray, b: np.ndarray, g: np.ndarray) -> Case:
 
 def check_matmul_backward(matmul_backward) -> bool:
     """Exercise 2: ``matmul_backward(a, b, grad_out) -> (grad_a, grad_b)`` for out = a @ b."""
+    __tracebackhide__ = True
     rng = _rng(2)
     shapes = [(3, 3, 3), (4, 3, 2), (1, 5, 1), (2, 6, 4), (5, 1, 3)]   # (m, k, n)
     cases = [_matmul_case(rng.standard_normal((m, k)), rng.standard_normal((k, n)), rng.standard_normal((m, n)))
@@ -380,6 +398,7 @@ def _cross_entropy_case(logits: np.ndarray, targets: np.ndarray) -> Case:
 
 def check_cross_entropy_backward(cross_entropy_backward) -> bool:
     """Exercise 3: ``cross_entropy_backward(logits, targets) -> dlogits`` for the mean cross-entropy."""
+    __tracebackhide__ = True
     rng = _rng(3)
     cases = []
     for (n, c), scale, shift in [((4, 5), 1, 0), ((1, 3), 1, 0), ((6, 2), 2, 0), ((8, 10), 1, 0), ((3, 7), 50, 1000)]:
@@ -430,6 +449,7 @@ def _layer_norm_case(x: np.ndarray, weight: np.ndarray, g: np.ndarray, eps: floa
 
 def check_layer_norm_backward(layer_norm_backward) -> bool:
     """Exercise 4: ``layer_norm_backward(x, weight, grad_out, eps) -> (dx, dweight, dbias)``."""
+    __tracebackhide__ = True
     rng = _rng(4)
     cases = []
     for shape, eps, spread in [((4, 5), 1e-5, 1.0), ((2, 3, 6), 1e-5, 3.0), ((1, 8), 1e-5, 1.0),
@@ -465,6 +485,7 @@ def _causal_mask_case(T: int) -> Case:
 
 def check_causal_mask(causal_mask) -> bool:
     """Exercise 5: ``causal_mask(T)`` -> (T, T) bool, True where query i may attend to key j."""
+    __tracebackhide__ = True
     return _passed(5, _grade(_CAUSAL_MASK, causal_mask, [_causal_mask_case(T) for T in (1, 2, 5, 8)]))
 
 
@@ -507,6 +528,7 @@ def _lora_forward_case(x, W0, A, B, alpha, r) -> Case:
 
 def check_lora_forward(lora_forward) -> bool:
     """Exercise 6: ``lora_forward(x, W0, A, B, alpha, r) -> h = x W0ᵀ + (alpha/r) x Aᵀ Bᵀ``."""
+    __tracebackhide__ = True
     rng = _rng(6)
     cases = []
     for lead, out_f, in_f, r, alpha in [((5,), 4, 6, 2, 8), ((2, 3), 6, 6, 3, 6.0), ((1,), 7, 4, 1, 4),
@@ -551,6 +573,7 @@ def _merge_cases(W0, A, B, alpha, r) -> tuple[Case, Case]:
 
 def check_merge_unmerge(merge, unmerge) -> bool:
     """Exercise 7: ``merge(W0, A, B, alpha, r)`` and ``unmerge(W, A, B, alpha, r)``; unmerge(merge(W0)) == W0."""
+    __tracebackhide__ = True
     rng = _rng(7)
     pairs = []
     for out_f, in_f, r, alpha in [(4, 6, 2, 4), (5, 5, 3, 1.5), (8, 3, 1, 16), (6, 6, 6, 12)]:
@@ -585,6 +608,7 @@ def _trainable_case(preset: str, r: int, targets) -> Case:
 
 def check_lora_trainable_params(lora_trainable_params) -> bool:
     """Exercise 8: ``lora_trainable_params(layer_shapes, r)`` equals ``count_parameters`` of a GPT with LoRA."""
+    __tracebackhide__ = True
     specs = [("nano", 4, ("q_proj", "v_proj")), ("nano", 1, "all-linear"), ("micro", 8, ("q_proj", "k_proj", "v_proj", "o_proj")),
              ("micro", 2, ("fc_in", "fc_out"))]
     cases = [_trainable_case(*spec) for spec in specs]
@@ -616,6 +640,7 @@ def _subspace_case(A1, A2, i, j) -> Case:
 
 def check_subspace_similarity(subspace_similarity) -> bool:
     """Exercise 9: ``subspace_similarity(A1, A2, i, j)`` = ‖U_iᵀ V_j‖_F² / min(i, j)."""
+    __tracebackhide__ = True
     rng = _rng(9)
     eye = np.eye(4)
     big1, big2 = rng.standard_normal((8, 16)), rng.standard_normal((4, 16))
@@ -660,6 +685,7 @@ def _masked_attention_case(scores: np.ndarray) -> Case:
 
 def check_masked_attention_weights(masked_attention_weights) -> bool:
     """Exercise 10: ``masked_attention_weights(scores)`` = softmax over keys of the causally masked scores."""
+    __tracebackhide__ = True
     rng = _rng(10)
     shapes = [((4, 4), 1.0), ((2, 3, 5, 5), 1.0), ((1, 1), 1.0), ((3, 6, 6), 100.0)]
     cases = [_masked_attention_case(rng.standard_normal(s) * scale) for s, scale in shapes]
@@ -695,6 +721,7 @@ def check_all(module) -> list[int]:
 
     ``module`` is anything with attributes: a solution module, or a namespace of the student's functions.
     """
+    __tracebackhide__ = True
     passed = []
     for number, (_, checker) in EXERCISES.items():
         fns = [getattr(module, name, None) for name in functions_needed(number)]

@@ -286,26 +286,23 @@ def gelu(x) -> Tensor:
     """
     x = _tensor(x, "x", "gelu")
     xp, a = x.xp, x.data
-    t = a * a  # (...): becomes tanh(sqrt(2/pi) (a + 0.044715 a^3)) in place, saved for backward
-    t *= 0.044715 * _GELU_C
-    t += _GELU_C
-    t *= a
-    xp.tanh(t, out=t)
-    out = t + 1.0
-    out *= a
-    out *= 0.5
+    h = a * a  # (...): becomes h = 0.5 (1 + tanh(u)), u = sqrt(2/pi) (a + 0.044715 a^3), in place
+    h *= 0.044715 * _GELU_C
+    h += _GELU_C
+    h *= a  # u
+    xp.tanh(h, out=h)
+    h *= 0.5
+    h += 0.5  # saved for backward
+    out = a * h
 
-    def backward(g):  # gelu'(a) = 0.5 (1 + t) + 0.5 a (1 - t^2) sqrt(2/pi) (1 + 3 * 0.044715 a^2)
+    def backward(g):  # gelu'(a) = h + a h'(a), h' = 2 h (1 - h) u'  =>  gelu' = h (1 + 2 a (1 - h) u')
         grad = a * a
-        grad *= 3 * 0.044715 * _GELU_C
-        grad += _GELU_C  # d(tanh argument) / da
+        grad *= 6 * 0.044715 * _GELU_C
+        grad += 2 * _GELU_C  # 2 u'
         grad *= a
-        scratch = t * t
-        xp.subtract(1.0, scratch, out=scratch)  # 1 - t^2
-        grad *= scratch
-        xp.add(t, 1.0, out=scratch)
-        grad += scratch
-        grad *= 0.5
+        grad *= 1.0 - h  # a temporary the size of a
+        grad += 1.0
+        grad *= h
         grad *= g
         return (grad,)
     return _result(out, (x,), backward)
@@ -361,8 +358,11 @@ def embedding(ids, weight) -> Tensor:
     _check_range(ids, weight.shape[0], "id", "embedding")
 
     def backward(g):  # g: (..., D)
-        grad = xp.zeros_like(weight.data)
-        scatter_add(grad, ids, g)
+        grad = xp.zeros(weight.shape, dtype=weight.dtype)  # (V, D), C-ordered so reshape(-1) is a view
+        D = weight.shape[1]
+        # Scatter element by element on the flat table: NumPy's add.at is ~9x faster with 1-D indices.
+        flat_ids = ids.astype(xp.int64)[..., None] * D + xp.arange(D)  # (..., D): each element's place in grad
+        scatter_add(grad.reshape(-1), flat_ids.reshape(-1), g.reshape(-1))
         return (grad,)
     return _result(weight.data[ids], (weight,), backward)
 

@@ -136,7 +136,8 @@ class LoraAdapter(Module):
 
     def extra_repr(self):
         r, in_f = self.lora_A.shape
-        return f"r={r}, in={in_f}, out={self.lora_B.shape[0]}, scaling={self.scaling:g}, dora={self.lora_magnitude is not None}"
+        dora = self.lora_magnitude is not None
+        return f"r={r}, in={in_f}, out={self.lora_B.shape[0]}, scaling={self.scaling:g}, dora={dora}"
 
 
 class _AdapterDict(Module):
@@ -216,7 +217,8 @@ class LoRALinear(Module):
         if self.disabled or self.merged or self.active_adapter is None:
             return self._base_forward(x)  # merged: the base weight already holds the update
         a = self.adapters[self.active_adapter]
-        h = F.linear(F.linear(a.dropout(x), a.lora_A), a.lora_B) * a.scaling   # (..., r) -> (..., out)
+        h = F.linear(F.linear(a.dropout(x), a.lora_A) * a.scaling, a.lora_B)   # (..., r) -> (..., out)
+        # (scaling is applied to the thin (..., r) tensor: r/out of the work of scaling the output)
         if a.lora_magnitude is None:
             return self.base_layer(x) + h                                        # (..., out)
         return self._dora_forward(x, h, a)

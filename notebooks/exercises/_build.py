@@ -1,4 +1,7 @@
-"""Generate the exercise notebooks from the data below: ``python notebooks/exercises/_build.py``.
+"""Generate the exercise notebooks from the data below.
+
+    python notebooks/exercises/_build.py            # (re)write every exercise notebook
+    python notebooks/exercises/_build.py --check    # exit 1 if a committed notebook differs from its source here
 
 Each notebook has the same five cells: the statement (Markdown + LaTeX), the imports, what to
 do, the stub (tagged ``exercise-stub``) and the check (tagged ``exercise-check``). Cell ids are
@@ -14,7 +17,7 @@ from pathlib import Path
 import nbformat
 
 HERE = Path(__file__).resolve().parent
-KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
+KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
 YOUR_TURN = ("## Your turn\n\n"
              "Replace the `raise NotImplementedError(...)` line with your code and run the cell, then run the "
              "check below. It tries your function on several inputs and either prints ✓ or tells you which "
@@ -306,6 +309,16 @@ def main(out_dir: Path = HERE) -> list[Path]:
     return paths
 
 
+def stale(out_dir: Path = HERE) -> list[str]:
+    """Names of the notebooks that are missing or differ from what ``build`` makes."""
+    return [ex.filename for ex in EXERCISES
+            if not (out_dir / ex.filename).exists() or nbformat.read(out_dir / ex.filename, as_version=4) != build(ex)]
+
+
 if __name__ == "__main__":
-    for written in main(Path(sys.argv[1]) if len(sys.argv) > 1 else HERE):
+    if "--check" in sys.argv[1:]:
+        differ = stale()
+        print("\n".join(f"out of date: {name}" for name in differ) or "all exercise notebooks are up to date")
+        sys.exit(1 if differ else 0)
+    for written in main():
         print(written)

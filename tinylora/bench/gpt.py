@@ -183,7 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tinylora bench gpt", description=__doc__.splitlines()[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--repeat", type=int, default=11, help="timed steps per measurement (the median is shown)")
-    parser.add_argument("--threads", type=int, default=None, help="BLAS and PyTorch threads (default: NumPy's BLAS count)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="BLAS and PyTorch threads (default: NumPy's BLAS count)")
     parser.add_argument("--quick", action="store_true", help="only the tiny config, 3 samples: a smoke test")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
     return parser

@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -82,7 +83,7 @@ def time_training(config, batch, repeat, warmup) -> tuple[dict, dict]:
         steps[mode], optimizer = training_step(model, x, y)
         steps[mode]()
         sizes[mode] = training_bytes(model, optimizer)
-    return median_times(steps, repeat=repeat, warmup=warmup), sizes
+    return rotating_median_times(steps, repeat, warmup), sizes
 
 
 def time_inference(config, batch, repeat, warmup) -> dict:
@@ -97,8 +98,20 @@ def time_inference(config, batch, repeat, warmup) -> dict:
             with no_grad():
                 model(x)
         return run
-    return median_times({"base": forward(base), "merged": forward(merged), "unmerged": forward(unmerged)},
-                        repeat=repeat, warmup=warmup)
+    return rotating_median_times({"base": forward(base), "merged": forward(merged), "unmerged": forward(unmerged)},
+                                 repeat, warmup)
+
+
+def rotating_median_times(fns: dict, repeat: int, warmup: int) -> dict:
+    """``median_times`` with the order rotated every round (A B C, B C A, ...): on a shared machine
+    whichever function runs first in a round was measurably faster, so each goes first equally often."""
+    names, samples = list(fns), {name: [] for name in fns}
+    for i in range(warmup + repeat):
+        order = names[i % len(names):] + names[:i % len(names)]
+        for name, seconds in median_times({n: fns[n] for n in order}, repeat=1, warmup=0).items():
+            if i >= warmup:
+                samples[name].append(seconds)
+    return {name: statistics.median(times) for name, times in samples.items()}
 
 
 def file_sizes(config) -> dict:
@@ -114,22 +127,27 @@ def file_sizes(config) -> dict:
 
 
 # ---- peak memory, one subprocess per mode ---------------------------------------------------
-def _maxrss_bytes() -> int:
-    scale = 1 if sys.platform == "darwin" else 1024  # Linux reports KiB, macOS bytes
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+def _peak_rss_bytes() -> int:
+    """This process's peak resident memory. Linux: VmHWM, since ru_maxrss keeps the parent's peak across exec."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
+    except (OSError, StopIteration):
+        scale = 1 if sys.platform == "darwin" else 1024  # macOS reports bytes, others KiB
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
 
 
 def peak_memory_child(case: str, mode: str, steps: int) -> dict:
     """Run in a fresh process: peak RSS after ``steps`` training steps, the RSS before the model was
     built, and the peak of memory traced by tracemalloc (NumPy's arrays included) during the steps."""
     _, config, batch = CASES[case]
-    before = _maxrss_bytes()
+    before = _peak_rss_bytes()
     tracemalloc.start()
     x, y = batch_of_ids(config, batch)
     step, _ = training_step(make_model(config, mode), x, y)
     for _ in range(steps):
         step()
-    return {"before": before, "peak": _maxrss_bytes(), "traced": tracemalloc.get_traced_memory()[1]}
+    return {"before": before, "peak": _peak_rss_bytes(), "traced": tracemalloc.get_traced_memory()[1]}
 
 
 def peak_memory(case: str, steps: int) -> dict:
@@ -172,7 +190,7 @@ def report(label, batch, steps, sizes, inference, memory, files) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tinylora bench lora", description=__doc__.splitlines()[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--repeat", type=int, default=15, help="timed samples per measurement (the median is shown)")
+    parser.add_argument("--repeat", type=int, default=21, help="timed samples per measurement (the median is shown)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed samples first")
     parser.add_argument("--steps", type=int, default=3, help="training steps for the peak-memory subprocesses")
     parser.add_argument("--quick", action="store_true", help="the nano config and 3 samples: a fast smoke run")
@@ -190,9 +208,10 @@ def main(argv=None) -> int:
     repeat, warmup, steps = (3, 1, 1) if args.quick else (args.repeat, args.warmup, args.steps)
     label, config, batch = CASES[case]
     environment_report()
+    memory = peak_memory(case, steps)  # first, while this process is small and the machine quiet
     step_times, sizes = time_training(config, batch, repeat, warmup)
     inference = time_inference(config, batch, repeat, warmup)
-    report(label, batch, step_times, sizes, inference, peak_memory(case, steps), file_sizes(config))
+    report(label, batch, step_times, sizes, inference, memory, file_sizes(config))
     return 0
 
 

@@ -163,11 +163,11 @@ def _analysis(model, spec: RunSpec, W0: dict) -> dict:
         return {"delta_spectra": spectra, "random_spectra": random}
     deltas = get_delta_weights(model)
     last = sorted(deltas)[-2:]  # the two deepest adapted layers, e.g. the last block's q and v
-    adapter_A = {n: np.asarray(layer.lora_A[layer.active_adapter].numpy()).round(6).tolist()  # host-ok
+    adapter_A = {n: layer.adapters[layer.active_adapter].lora_A.numpy().round(6).tolist()
                  for n, layer in lora_layers(model) if n in last}
     amplification = {}
     for n in last:
-        factor, random_factor, delta_norm, projected = amplification_factor(deltas[n], W0[n], spec.rank)
+        factor, random_factor, delta_norm, projected = amplification_factor(deltas[n], W0[n], min(spec.rank, *deltas[n].shape))
         amplification[n] = {"factor": factor, "random_factor": random_factor, "delta_norm": delta_norm,
                             "projected_norm": projected}
     return {"adapter_A": adapter_A, "amplification": amplification}

@@ -1,5 +1,4 @@
 """Solution to exercise 1: the backward of a broadcasting add."""
-import numpy as np
 
 
 def unbroadcast(grad, shape):

@@ -1,5 +1,4 @@
 """Solution to exercise 2: the backward of a matrix product."""
-import numpy as np
 
 
 def matmul_backward(a, b, grad_out):

@@ -1,5 +1,4 @@
 """Solution to exercise 6: a LoRALinear forward pass."""
-import numpy as np
 
 
 def lora_forward(x, W0, A, B, alpha, r):

@@ -1,5 +1,4 @@
 """Solution to exercise 7: merging an adapter into the weight, and taking it out again."""
-import numpy as np
 
 
 def merge(W0, A, B, alpha, r):
