@@ -131,7 +131,7 @@ def softmax(x, axis: int = -1) -> Tensor:
     x = _tensor(x, "x", "softmax")
     axis = _axis(axis, x.ndim, "softmax")
     xp = x.xp
-    out = _softmax_inplace(x.data - x.data.max(axis=axis, keepdims=True), axis, xp)
+    out = _exp_normalise(x.data - x.data.max(axis=axis, keepdims=True), axis, xp)  # no overflow in exp
 
     def backward(g):  # Jacobian-vector product: p * (g - <g, p>)
         grad = g * out  # a new array: g itself may be shared, so it is never written to
@@ -142,8 +142,8 @@ def softmax(x, axis: int = -1) -> Tensor:
     return _result(out, (x,), backward)
 
 
-def _softmax_inplace(shifted, axis, xp):
-    """Softmax of ``shifted`` (scores minus their max) along ``axis``, overwriting it; returns it."""
+def _exp_normalise(shifted, axis, xp):
+    """Softmax of ``shifted`` (scores minus their max) along ``axis``, in place: ``shifted`` is overwritten."""
     xp.exp(shifted, out=shifted)
     shifted /= shifted.sum(axis=axis, keepdims=True)
     return shifted
@@ -396,7 +396,8 @@ def scaled_dot_product_attention(q, k, v, causal: bool = True) -> Tensor:
     scores = q_scaled @ k.data.swapaxes(-1, -2)  # (..., T, S), a new array
     if causal:
         scores += _causal_mask(T, S, scores.dtype, xp)  # -inf above the shifted diagonal
-    probs = _softmax_inplace(scores - scores.max(axis=-1, keepdims=True), -1, xp)  # (..., T, S), saved
+    scores -= scores.max(axis=-1, keepdims=True)  # no overflow in exp
+    probs = _exp_normalise(scores, -1, xp)  # (..., T, S), the same array; saved for backward
     out = probs @ v.data  # (..., T, hv)
 
     def backward(g):  # g: (..., T, hv)
