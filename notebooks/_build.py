@@ -438,12 +438,13 @@ NB02 = [
     '''),
     code('''
     import os
+    import warnings
 
     import matplotlib.pyplot as plt
     import numpy as np
 
     import tinylora
-    from tinylora import Tensor, no_grad
+    from tinylora import Tensor
     from tinylora import functional as F
     from tinylora.data import CharTokenizer, load_corpus, train_val_split
     from tinylora.gpt import GPT, GPTConfig
@@ -452,6 +453,7 @@ NB02 = [
 
     FAST = os.environ.get("TINYLORA_FAST") == "1"
     STEPS = 30 if FAST else 300
+    warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm's notebook bar; we pass progress=False
     np.set_printoptions(precision=3, suppress=True)
     print(f"tinylora {tinylora.__version__}; fast mode: {FAST}; training steps: {STEPS}")
     '''),
@@ -496,10 +498,12 @@ NB02 = [
     attended = weights @ v                                          # (T, d)
 
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
-    panels = [(scores, "scores q·k/√d", "coolwarm"), (~hidden, "causal mask (dark = hidden)", "gray"),
-              (weights, "softmax weights", "viridis")]
-    for ax, (image, title, cmap) in zip(axes, panels):
-        ax.imshow(image, cmap=cmap)
+    limit = np.abs(scores).max()
+    panels = [(scores, "scores q·k/√d (red > 0 > blue)", dict(cmap="coolwarm", vmin=-limit, vmax=limit)),
+              (~hidden, "causal mask (dark = hidden)", dict(cmap="gray")),
+              (weights, "softmax weights", dict(cmap="viridis", vmin=0, vmax=1))]
+    for ax, (image, title, style) in zip(axes, panels):
+        ax.imshow(image, **style)
         ax.set(title=title, xticks=range(T), yticks=range(T), xticklabels=tokens, yticklabels=tokens,
                xlabel="key (looked at)", ylabel="query (looking)")
     for (i, j), w in np.ndenumerate(weights):
@@ -728,6 +732,7 @@ NB03 = [
     import os
     import tempfile
     import time
+    import warnings
 
     import matplotlib.pyplot as plt
     import numpy as np
@@ -743,9 +748,15 @@ NB03 = [
     from tinylora.train import estimate_loss, fit
 
     FAST = os.environ.get("TINYLORA_FAST") == "1"
-    STEPS = 12 if FAST else 200          # fine-tuning steps per adapter
+    STEPS = 10 if FAST else 200          # fine-tuning steps per adapter
     BATCH = 8 if FAST else 16
-    EVAL_BATCHES = 2 if FAST else 8
+    EVAL_BATCHES = 1 if FAST else 8
+    warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm's notebook bar; we pass progress=False
+
+
+    def val_loss(m, ids):
+        """Mean loss on the same held-out windows every time, so models are compared on equal text."""
+        return estimate_loss(m, ids, batch_size=16, max_batches=EVAL_BATCHES)
     np.set_printoptions(precision=4, suppress=True)
     print(f"tinylora {tinylora.__version__}; fast mode: {FAST}; steps per fine-tune: {STEPS}")
     '''),
@@ -876,7 +887,7 @@ NB03 = [
     for r in (4, 1):
         lora = n_layers * 2 * r * (d_model + d_model)            # W_q and W_v, each r·(d + d)
         print(f"r = {r}: LoRA on W_q, W_v trains {lora / 1e6:5.1f} M = {175e9 / lora:,.0f}x fewer than 175 B; "
-              f"{2 * lora / 1e6:.0f} MB in fp16")
+              f"{2 * lora / 2**20:.0f} MiB in fp16")
     '''),
     md(r'''
     ## 5. Fine-tuning on recipes
@@ -889,7 +900,7 @@ NB03 = [
     '''),
     code('''
     _, fables_val = base_corpus_splits()
-    recipe_before = estimate_loss(base, recipe_val, max_batches=EVAL_BATCHES)
+    recipe_before = val_loss(base, recipe_val)
     lora_history = fit(model, recipe_train, recipe_val, steps=STEPS, batch_size=BATCH, lr=5e-3,
                        warmup_steps=STEPS // 10, eval_every=max(1, STEPS // 5), eval_batches=EVAL_BATCHES,
                        progress=False)
@@ -903,8 +914,7 @@ NB03 = [
             ("full fine-tuning", full, full.num_parameters())]
     print(f"{'model':24s} {'trainable':>10s} {'recipes loss':>13s} {'fables loss':>12s}")
     for name, m, trainable in rows:
-        print(f"{name:24s} {trainable:10,d} {estimate_loss(m, recipe_val, max_batches=EVAL_BATCHES):13.3f} "
-              f"{estimate_loss(m, fables_val, max_batches=EVAL_BATCHES):12.3f}")
+        print(f"{name:24s} {trainable:10,d} {val_loss(m, recipe_val):13.3f} {val_loss(m, fables_val):12.3f}")
     print(f"seconds: LoRA {lora_history['seconds']:.1f}, full {full_history['seconds']:.1f}")
 
     fig, ax = plt.subplots(figsize=(6.5, 3.5))
@@ -918,7 +928,7 @@ NB03 = [
     '''),
     code('''
     prompt = tokenizer.encode("Title:")[None]
-    print(tokenizer.decode(model.generate(prompt, 120 if FAST else 300, temperature=0.7, seed=0)[0]))
+    print(tokenizer.decode(model.generate(prompt, 80 if FAST else 300, temperature=0.7, seed=0)[0]))
     '''),
     md(r'''
     ## 6. Merging: zero extra latency
@@ -1015,10 +1025,10 @@ NB03 = [
     evals = {"fables": fables_val, "recipes": recipe_val, "arithmetic": arith_val}
     table = {}
     with disable_adapters(model):
-        table["adapters disabled"] = [estimate_loss(model, ids, max_batches=EVAL_BATCHES) for ids in evals.values()]
+        table["adapters disabled"] = [val_loss(model, ids) for ids in evals.values()]
     for name in ("recipes", "arithmetic"):
         set_adapter(model, name)
-        table[f"adapter '{name}'"] = [estimate_loss(model, ids, max_batches=EVAL_BATCHES) for ids in evals.values()]
+        table[f"adapter '{name}'"] = [val_loss(model, ids) for ids in evals.values()]
 
     fig, ax = plt.subplots(figsize=(6.5, 3))
     grid = np.array(list(table.values()))

@@ -14,6 +14,7 @@ Names follow PEFT / loralib: ``LoraConfig``, ``apply_lora`` (PEFT's get_peft_mod
 trainable params: 1,024 || all params: 33,664 || trainable%: 3.0418
 
 Variants (each a flag on ``LoraConfig``):
+
 - rsLoRA (Kalajdzievski, 2023, arXiv:2312.03732): scaling = α / √r, stable across ranks.
 - DoRA (Liu et al., 2024, arXiv:2402.09353): W = m · (W0 + sBA) / ‖W0 + sBA‖ row-wise, with the
   norm treated as a constant in backward, as the paper recommends.
