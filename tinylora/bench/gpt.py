@@ -17,8 +17,9 @@ lookups and do no matmul work. The attention term counts the full T x T score ma
 from __future__ import annotations
 
 import argparse
-import math
 import os
+import statistics
+import time
 
 import numpy as np
 
@@ -148,6 +149,22 @@ def torch_step(config: GPTConfig, batch: int, torch, state_dict):
 
 
 # ---- running and printing ----------------------------------------------------------------
+def alternating_medians(fns, repeat: int, warmup: int) -> list[float]:
+    """Median seconds per call of each function, timed in turns (a, b, a, b, ...).
+
+    Taking turns means a burst of load from another process slows both sides alike, so their
+    ratio stays fair on a shared machine.
+    """
+    samples = [[] for _ in fns]
+    for i in range(warmup + repeat):
+        for fn, times in zip(fns, samples):
+            start = time.perf_counter()
+            fn()
+            if i >= warmup:
+                times.append(time.perf_counter() - start)
+    return [statistics.median(times) for times in samples]
+
+
 def _limit_threads(threads: int | None):
     """Use ``threads`` BLAS threads (threadpoolctl) and PyTorch threads; returns the count used."""
     try:
@@ -163,9 +180,11 @@ def _limit_threads(threads: int | None):
 def run_case(name: str, repeat: int, warmup: int, torch, gemm_flops: float) -> None:
     label, config, batch = CASES[name]
     ours, model = tinylora_step(config, batch)
-    theirs = torch_step(config, batch, torch, model.state_dict()) if torch else None
-    ours_s = median_time(ours, repeat=repeat, warmup=warmup)
-    theirs_s = median_time(theirs, repeat=repeat, warmup=warmup) if torch else None
+    if torch:
+        theirs = torch_step(config, batch, torch, model.state_dict())
+        ours_s, theirs_s = alternating_medians([ours, theirs], repeat, warmup)
+    else:
+        ours_s, theirs_s = median_time(ours, repeat=repeat, warmup=warmup), None
     flops = step_flops(config, batch)
     print(f"\n{label}, batch {batch}: {matmul_params(config) / 1e6:.2f} M matmul params "
           f"({model.num_parameters() / 1e6:.2f} M in all), {flops / 1e9:.2f} GFLOP per step")
@@ -177,6 +196,15 @@ def run_case(name: str, repeat: int, warmup: int, torch, gemm_flops: float) -> N
     ratio = ours_s / theirs_s
     verdict = "" if name != "bench" else f"   target <= {TARGET:.1f}: {'ok' if ratio <= TARGET else 'MISSED'}"
     print(f"tinylora / pytorch = {ratio:.2f}{verdict}")
+
+
+def _print_load(threads: int) -> None:
+    """Warn when other processes compete for the CPUs: busy-waiting BLAS/OpenMP threads then distort timings."""
+    if not hasattr(os, "getloadavg"):
+        return
+    load, cpus = os.getloadavg()[0], os.cpu_count() or 1
+    note = "" if load + threads <= cpus + 0.5 else "  (busy machine: expect noisy, slower numbers; try --threads 1)"
+    print(f"load average (1 min): {load:.1f} on {cpus} CPUs{note}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -203,8 +231,9 @@ def main(argv=None) -> int:
         torch.set_num_threads(threads)
     environment_report()
     repeat, warmup = (3, 1) if args.quick else (args.repeat, 2)
-    gemm = sgemm_rate(repeat, n=256 if args.quick else 1024)
+    gemm = sgemm_rate(max(repeat, 5), n=512 if args.quick else 1024)
     print(f"\nthreads: {threads}; NumPy float32 GEMM: {gemm / 1e9:.1f} GFLOP/s (the MFU denominator)")
+    _print_load(threads)
     for name in ["tiny"] if args.quick else ["tiny", "bench"]:
         run_case(name, repeat, warmup, torch, gemm)
     return 0

@@ -211,24 +211,50 @@ def arithmetic_accuracy(model, tokenizer, n: int = 100, seed: int = 0) -> float:
 
 
 # ---- the planted-rank task ------------------------------------------------------------------
-def planted_update(shape, k_star: int, strength: float, seed: int):
-    """ΔW* (out, in) of rank exactly k*: strength · U Vᵀ with random orthonormal U (out, k*), V (in, k*)."""
+def planted_update(shape, k_star: int, strength: float, seed: int, input_basis=None):
+    """ΔW* (out, in) of rank exactly k*: strength · U Vᵀ with random orthonormal U (out, k*), V (in, k*).
+
+    With ``input_basis`` (in, m), V is drawn inside that subspace (the directions the layer's
+    inputs actually use), so every planted direction visibly changes the output.
+    """
     rng = np.random.default_rng(seed)
     U, _ = np.linalg.qr(rng.standard_normal((shape[0], k_star)))  # host-ok: building a target on the host
-    V, _ = np.linalg.qr(rng.standard_normal((shape[1], k_star)))  # host-ok
+    if input_basis is None:
+        V, _ = np.linalg.qr(rng.standard_normal((shape[1], k_star)))  # host-ok
+    else:
+        mix, _ = np.linalg.qr(rng.standard_normal((input_basis.shape[1], k_star)))  # host-ok
+        V = input_basis @ mix                                                      # (in, k*)
     return strength * (U @ V.T)
 
 
-def _plant(model, spec: RunSpec) -> dict:
-    """Add ΔW* to each planted layer of ``model`` in place; return {layer: ΔW*}."""
+def _layer_inputs(model, name: str, x) -> np.ndarray:
+    """The rows (N, in) that Linear ``name`` receives when the model reads ``x``."""
+    layer, seen = model.get_submodule(name), []
+    original = layer.forward
+    layer.forward = lambda h: (seen.append(h.data), original(h))[1]
+    try:
+        with no_grad():
+            model(x)
+    finally:
+        del layer.forward
+    return np.asarray(seen[0]).reshape(-1, seen[0].shape[-1])  # host-ok
+
+
+def _plant(model, spec: RunSpec, probe) -> dict:
+    """Add ΔW* to each planted layer of ``model`` in place; return {layer: ΔW*}.
+
+    Its input directions lie in the top-16 principal directions of the layer's inputs on ``probe``.
+    """
     planted = {}
     modules = dict(model.named_modules())
     for i, name in enumerate(spec.planted_layers):
         if name not in modules or not hasattr(modules[name], "weight"):
             raise ValueError(f"planted layer {name!r} is not a Linear layer of the base model")
         W = modules[name].weight
+        inputs = _layer_inputs(model, name, probe)
+        basis = np.linalg.svd(inputs - inputs.mean(0), full_matrices=False)[2][:16].T  # (in, 16) host-ok
         strength = spec.planted_scale * float(np.linalg.norm(W.numpy(), 2))  # host-ok
-        delta = planted_update(W.shape, spec.k_star, strength, seed=1000 + i).astype(W.dtype)
+        delta = planted_update(W.shape, spec.k_star, strength, seed=1000 + i, input_basis=basis).astype(W.dtype)
         W.data = W.data + delta
         planted[name] = delta
     return planted
@@ -254,9 +280,10 @@ def _mean_squared_error(student, pool) -> float:
 def _run_planted(spec: RunSpec, progress: bool) -> dict:
     from ..train import _progress
     teacher, _ = load_base()
-    planted = _plant(teacher, spec)
     student, _ = load_base()
     train_ids, val_ids = train_val_split(CharTokenizer().encode(load_corpus("fables", n_chars=60_000, seed=0)), 0.1)
+    probe = np.stack([train_ids[i * spec.block_size:(i + 1) * spec.block_size] for i in range(8)])  # (8, T) host-ok
+    planted = _plant(teacher, spec, probe)
     train_pool = _teacher_pool(teacher, train_ids, 24, spec, seed=1)
     eval_pool = _teacher_pool(teacher, val_ids, 4, spec, seed=2)
     base_error = _mean_squared_error(student, eval_pool)
