@@ -476,3 +476,40 @@ def test_every_op_keeps_float32_in_forward_and_backward(make, xp, op):
     assert out.dtype == np.float32
     out.backward(xp.asarray(np.ones(out.shape, dtype=np.float32)))
     assert [t.grad.dtype for t in inputs] == [np.float32] * len(inputs)
+
+
+# ---- in-place work stays inside each op ----------------------------------------------------------
+def _run_case(op, make, xp, dtype=np.float64):
+    """(output, inputs, upstream gradient) for one of the cases above, in ``dtype``."""
+    out, inputs = _float32_cases()[op](lambda data, requires_grad=False: make(data, requires_grad, dtype), xp)
+    upstream = xp.asarray(np.random.default_rng(3).uniform(0.5, 1.5, size=out.shape).astype(dtype))
+    return out, inputs, upstream
+
+
+@pytest.mark.parametrize("op", sorted(_float32_cases()))
+def test_no_op_writes_to_its_inputs_or_to_the_upstream_gradient(make, xp, op):
+    out, inputs, upstream = _run_case(op, make, xp)
+    before = [host(t).copy() for t in inputs], host(upstream).copy()
+    out.backward(upstream)
+    np.testing.assert_array_equal(host(upstream), before[1])
+    for t, data in zip(inputs, before[0]):
+        np.testing.assert_array_equal(host(t), data)
+
+
+@pytest.mark.parametrize("op", sorted(_float32_cases()))
+def test_backward_through_a_retained_graph_gives_the_same_gradients_twice(make, xp, op):
+    out, inputs, upstream = _run_case(op, make, xp)
+    out.backward(upstream, retain_graph=True)
+    first = [host(t.grad).copy() for t in inputs]
+    for t in inputs:
+        t.grad = None
+    out.backward(upstream)
+    for t, grad in zip(inputs, first):
+        np.testing.assert_array_equal(host(t.grad), grad)
+
+
+def test_causal_mask_is_built_once_per_shape_and_dtype(xp):
+    a = F._causal_mask(3, 5, np.dtype(np.float32), xp)
+    assert F._causal_mask(3, 5, np.dtype(np.float32), xp) is a
+    assert F._causal_mask(3, 5, np.dtype(np.float64), xp) is not a
+    np.testing.assert_array_equal(np.isinf(host(a)), ~(np.arange(5)[None, :] <= np.arange(3)[:, None] + 2))

@@ -239,7 +239,8 @@ def layer_norm(x, weight=None, bias=None, eps: float = 1e-5) -> Tensor:
         raise ValueError("layer_norm: x must have at least one dimension, shape (..., D)")
     for name, p in (("weight", weight), ("bias", bias)):
         if p is not None and p.shape != x.shape[-1:]:
-            raise ValueError(f"layer_norm: {name} shape {p.shape} must be (D,) = {x.shape[-1:]} for x of shape {x.shape}")
+            raise ValueError(f"layer_norm: {name} shape {p.shape} must be (D,) = {x.shape[-1:]} "
+                             f"for x of shape {x.shape}")
     xhat = x.data - x.data.mean(axis=-1, keepdims=True)  # (..., D) centred; normalised in place below
     rstd = 1.0 / xp.sqrt((xhat * xhat).mean(axis=-1, keepdims=True) + eps)  # (..., 1): 1 / sigma
     xhat *= rstd  # saved with rstd for backward
@@ -419,7 +420,8 @@ def scaled_dot_product_attention(q, k, v, causal: bool = True) -> Tensor:
 def _causal_mask(T: int, S: int, dtype, xp):
     """(T, S) additive mask: 0 where query t may see key s (s <= t + S - T), -inf elsewhere.
 
-    Built once per shape, dtype and array module, then shared: callers only read it.
+    Built once per shape, dtype and array module, then shared: callers only read it. (With CuPy
+    it lives on the GPU that was current when it was first built.)
     """
     hidden = xp.triu(xp.ones((T, S), dtype=bool), k=S - T + 1)  # (T, S)
     return xp.where(hidden, -math.inf, 0.0).astype(dtype)

@@ -149,11 +149,11 @@ def torch_step(config: GPTConfig, batch: int, torch, state_dict):
 
 
 # ---- running and printing ----------------------------------------------------------------
-def alternating_medians(fns, repeat: int, warmup: int) -> list[float]:
-    """Median seconds per call of each function, timed in turns (a, b, a, b, ...).
+def alternating_samples(fns, repeat: int, warmup: int) -> list[list[float]]:
+    """Seconds per call of each function, ``repeat`` samples each, timed in turns (a, b, a, b, ...).
 
-    Taking turns means a burst of load from another process slows both sides alike, so their
-    ratio stays fair on a shared machine.
+    Taking turns means a burst of load from another process slows both sides alike, so the
+    per-round ratios stay fair on a shared machine.
     """
     samples = [[] for _ in fns]
     for i in range(warmup + repeat):
@@ -162,7 +162,7 @@ def alternating_medians(fns, repeat: int, warmup: int) -> list[float]:
             fn()
             if i >= warmup:
                 times.append(time.perf_counter() - start)
-    return [statistics.median(times) for times in samples]
+    return samples
 
 
 def _limit_threads(threads: int | None):
@@ -180,11 +180,14 @@ def _limit_threads(threads: int | None):
 def run_case(name: str, repeat: int, warmup: int, torch, gemm_flops: float) -> None:
     label, config, batch = CASES[name]
     ours, model = tinylora_step(config, batch)
+    theirs_s = ratio = None
     if torch:
         theirs = torch_step(config, batch, torch, model.state_dict())
-        ours_s, theirs_s = alternating_medians([ours, theirs], repeat, warmup)
+        ours_all, theirs_all = alternating_samples([ours, theirs], repeat, warmup)
+        ours_s, theirs_s = statistics.median(ours_all), statistics.median(theirs_all)
+        ratio = statistics.median(a / b for a, b in zip(ours_all, theirs_all))  # per round: robust to drifting load
     else:
-        ours_s, theirs_s = median_time(ours, repeat=repeat, warmup=warmup), None
+        ours_s = median_time(ours, repeat=repeat, warmup=warmup)
     flops = step_flops(config, batch)
     print(f"\n{label}, batch {batch}: {matmul_params(config) / 1e6:.2f} M matmul params "
           f"({model.num_parameters() / 1e6:.2f} M in all), {flops / 1e9:.2f} GFLOP per step")
@@ -193,9 +196,8 @@ def run_case(name: str, repeat: int, warmup: int, torch, gemm_flops: float) -> N
     if theirs_s is None:
         return
     print(f"{'pytorch':<12}{theirs_s * 1e3:>10.1f}{flops / theirs_s / gemm_flops:>8.0%}")
-    ratio = ours_s / theirs_s
     verdict = "" if name != "bench" else f"   target <= {TARGET:.1f}: {'ok' if ratio <= TARGET else 'MISSED'}"
-    print(f"tinylora / pytorch = {ratio:.2f}{verdict}")
+    print(f"tinylora / pytorch = {ratio:.2f} (median of per-round ratios){verdict}")
 
 
 def _print_load(threads: int) -> None:

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from urllib.parse import urlparse
 
 from ..checkpoint import atomic_writer
-from .tasks import BUDGET_CONFIGS, TASKS, RunSpec, run
+from .tasks import BUDGET_CONFIGS, TASK_DEFAULTS, TASKS, RunSpec, run
 
 DEFAULT_RANKS = (1, 2, 4, 8, 16, 32)
 DEFAULT_TASKS = ("planted", "domain")
@@ -35,9 +35,9 @@ class SweepConfig:
     ranks: tuple = DEFAULT_RANKS
     targets: tuple = ("q_proj", "v_proj")
     seeds: tuple = (0,)
-    steps: int | None = None          # None: each task's default
-    lr: float = 5e-3                  # LoRA learning rate
-    full_lr: float = 1e-3             # full fine-tuning learning rate
+    steps: int | None = None          # None: each task's default (tasks.TASK_DEFAULTS)
+    lr: float | None = None           # LoRA learning rate; None: the task's default
+    full_lr: float | None = None      # full fine-tuning learning rate; None: the task's default
     alpha: float = 16.0
     rslora: bool = False
     include_full: bool = True
@@ -56,7 +56,7 @@ class SweepConfig:
         if self.steps is not None and self.steps <= 0:
             raise ValueError(f"steps must be a positive int, got {self.steps}")
         for name in ("lr", "full_lr", "alpha"):
-            if not getattr(self, name) > 0:
+            if getattr(self, name) is not None and not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
 
     @classmethod
@@ -70,20 +70,20 @@ class SweepConfig:
         """Every run of the sweep, in a fixed order."""
         specs = []
         for task in self.tasks:
-            steps = self.steps or (150 if task == "planted" else 100)
-            common = dict(task=task, seed=0, steps=steps, alpha=self.alpha, corpus=self.corpus,
-                          k_star=self.k_star, batch_size=self.batch_size)
-            variants = []
+            defaults = TASK_DEFAULTS["planted" if task == "planted" else "domain"]
+            lr, full_lr = self.lr or defaults["lr"], self.full_lr or defaults["full_lr"]
+            common = dict(task=task, seed=0, steps=self.steps or defaults["steps"], alpha=self.alpha,
+                          corpus=self.corpus, k_star=self.k_star, batch_size=self.batch_size)
             if task == "budget":
-                variants = [dict(method="lora", rank=r, targets=t, lr=self.lr) for t, r in BUDGET_CONFIGS]
+                variants = [dict(method="lora", rank=r, targets=t, lr=lr) for t, r in BUDGET_CONFIGS]
             elif task == "scaling":
-                variants = [dict(method="lora", rank=r, targets=self.targets, lr=self.lr, rslora=rs)
+                variants = [dict(method="lora", rank=r, targets=self.targets, lr=lr, rslora=rs)
                             for rs in (False, True) for r in self.ranks]
             else:
-                variants = [dict(method="lora", rank=r, targets=self.targets, lr=self.lr, rslora=self.rslora)
+                variants = [dict(method="lora", rank=r, targets=self.targets, lr=lr, rslora=self.rslora)
                             for r in self.ranks]
                 if self.include_full:
-                    variants.append(dict(method="full", rank=None, targets=self.targets, lr=self.full_lr))
+                    variants.append(dict(method="full", rank=None, targets=self.targets, lr=full_lr))
             for seed in self.seeds:
                 specs += [RunSpec(**{**common, **v, "seed": seed}) for v in variants]
         return specs

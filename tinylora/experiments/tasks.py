@@ -36,6 +36,9 @@ from ..train import estimate_loss, fit
 from .analysis import amplification_factor, random_baseline_spectrum
 
 TASKS = ("planted", "domain", "budget", "scaling")
+# Per-task defaults: steps, the LoRA learning rate and the full fine-tuning learning rate.
+TASK_DEFAULTS = {"planted": dict(steps=150, lr=3e-2, full_lr=1e-2),
+                 "domain": dict(steps=100, lr=1e-2, full_lr=2e-3)}
 EVAL_BATCHES = 6
 # LoRA paper, Table 5: the same number of adapter parameters spent on different matrices.
 BUDGET_CONFIGS = ((("q_proj",), 8), (("v_proj",), 8), (("q_proj", "v_proj"), 4),
@@ -57,10 +60,11 @@ class RunSpec:
     lr: float = 5e-3
     batch_size: int = 16
     block_size: int = 64
+    init: str = "gaussian"           # LoRA init of A: "gaussian" (N(0, 1/r)) or "kaiming" (U(±1/√in))
     corpus: str = "recipes"          # domain-like tasks
     k_star: int = 4                  # planted task
-    planted_layers: tuple = ("blocks.3.attn.q_proj", "blocks.3.attn.v_proj")
-    planted_scale: float = 0.6       # each planted singular value, relative to ‖W0‖₂
+    planted_layers: tuple = ("blocks.3.attn.v_proj",)
+    planted_scale: float = 1.0       # each planted singular value, relative to ‖W0‖₂
 
     @property
     def run_id(self) -> str:
@@ -97,8 +101,9 @@ def versions() -> dict:
 
 # ---- shared pieces ------------------------------------------------------------------------------
 def _lora_config(spec: RunSpec, targets) -> LoraConfig:
+    targets = "all-linear" if tuple(targets) == ("all-linear",) else targets
     return LoraConfig(r=spec.rank, lora_alpha=spec.alpha, target_modules=targets, use_rslora=spec.rslora,
-                      seed=spec.seed)
+                      init_lora_weights=spec.init, seed=spec.seed)
 
 
 def _make_trainable(model, spec: RunSpec, full_names=None):
