@@ -115,7 +115,7 @@ def _metric(run: dict, name: str) -> float | None:
 
 def _targets(run: dict) -> str:
     if run.get("method") == "full":
-        return "all weights"
+        return "planted layers, full rank" if run.get("task") == "planted" else "all weights"
     targets = run.get("targets")
     if isinstance(targets, str):
         return targets
@@ -130,7 +130,7 @@ def _rank(run: dict) -> int | None:
 def _variant(run: dict) -> tuple:
     """What besides rank and seed tells two LoRA runs apart: (targets, alpha, rslora)."""
     if run.get("method") == "full":
-        return ("all weights", None, None)
+        return (_targets(run), None, None)
     return (_targets(run), _number(run.get("alpha")), bool(run.get("rslora", False)))
 
 

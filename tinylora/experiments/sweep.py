@@ -73,7 +73,7 @@ class SweepConfig:
             defaults = TASK_DEFAULTS["planted" if task == "planted" else "domain"]
             lr, full_lr = self.lr or defaults["lr"], self.full_lr or defaults["full_lr"]
             common = dict(task=task, seed=0, steps=self.steps or defaults["steps"], alpha=self.alpha,
-                          corpus=self.corpus, k_star=self.k_star, batch_size=self.batch_size)
+                          init=defaults["init"], corpus=self.corpus, k_star=self.k_star, batch_size=self.batch_size)
             if task == "budget":
                 variants = [dict(method="lora", rank=r, targets=t, lr=lr) for t, r in BUDGET_CONFIGS]
             elif task == "scaling":
