@@ -61,7 +61,7 @@ def estimate_loss(model, ids, batch_size: int = 32, max_batches: int | None = 8,
 
 
 def _progress(total: int, desc: str, enabled: bool):
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # the text bar: works in terminals and notebooks without ipywidgets
     disabled = not enabled or os.environ.get("TQDM_DISABLE", "") not in ("", "0")
     return tqdm(total=total, desc=desc, disable=disabled, leave=False, dynamic_ncols=True)
 
