@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from tinylora.experiments.analysis import cumulative_energy, knee_rank, recovered_fraction
+from tinylora.experiments.plots import KNEE_FACTOR
 from tinylora.experiments.sweep import SweepConfig, read_results, run_sweep
 
 pytestmark = pytest.mark.slow
@@ -34,16 +35,16 @@ def planted_errors(results):
 
 
 def test_planted_task_knee_is_at_the_planted_rank_four(default_sweep):
-    """Error stays high below k* = 4 and falls to within 3x of full fine-tuning's floor from r = 4 on."""
+    """Error stays high below k* = 4 (50x the floor at r = 2) and is within 5x of full fine-tuning's floor from r = 4 on."""
     ranks, errors, floor = planted_errors(default_sweep)
-    assert knee_rank(ranks, errors, floor, factor=3.0) == 4
+    assert knee_rank(ranks, errors, floor, factor=KNEE_FACTOR) == 4
 
 
 def test_planted_task_knee_moves_with_the_planted_rank_two(tmp_path):
-    config = SweepConfig(tasks=("planted",), ranks=(1, 2, 4), k_star=2)
+    config = SweepConfig(tasks=("planted",), ranks=(1, 2, 4), k_star=2, steps=300)
     results = by_key(run_sweep(config, str(tmp_path), progress=False, log=lambda *_: None))
     ranks, errors, floor = planted_errors(results)
-    assert knee_rank(ranks, errors, floor, factor=3.0) == 2
+    assert knee_rank(ranks, errors, floor, factor=KNEE_FACTOR) == 2
 
 
 def test_domain_task_every_lora_rank_improves_on_the_base_and_full_fine_tuning_improves_most(default_sweep):

@@ -47,7 +47,7 @@ RESULTS_NAME = "results.jsonl"      # the file the sweep writes (tinylora.experi
 FIGURES_DIR = "figures"
 TASK_ORDER = ("planted", "domain", "budget", "scaling")
 LOSS_LABEL = "held-out loss (nats per character)"
-KNEE_FACTOR = 2.0
+KNEE_FACTOR = 5.0  # below the knee errors are 50-100x the floor; at and above it, 1-2x
 RECOVERY_TARGET = 0.9
 SUMMARY_COLUMNS = ("task", "method", "rank", "targets", "alpha", "rslora", "n_seeds", "metric", "mean", "min",
                    "max", "accuracy", "trainable_params", "trainable_pct", "adapter_bytes", "seconds")

@@ -192,6 +192,14 @@ def _limit_threads(n: int) -> None:
         pass
 
 
+def _shutdown(executor) -> None:
+    """Stop an executor without waiting; cancel queued runs where the executor can."""
+    try:
+        executor.shutdown(wait=False, cancel_futures=True)
+    except TypeError:  # Dask's ClientExecutor has no cancel_futures
+        executor.shutdown(wait=False)
+
+
 def _run_quietly(spec_dict: dict) -> dict:
     return run(spec_dict, progress=False)
 
@@ -226,7 +234,7 @@ def run_sweep(config: SweepConfig, out: str, workers: int = 1, scheduler: str | 
                 record(future.result())
     finally:
         bar.close()
-        executor.shutdown(wait=False, cancel_futures=True)
+        _shutdown(executor)
         if client is not None:
             client.close()
     log(f"sweep finished in {time.perf_counter() - start:.1f} s")
