@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from tinylora.experiments.analysis import cumulative_energy, knee_rank, recovered_fraction
+from tinylora.experiments.analysis import cumulative_energy, energy_rank, knee_rank, recovered_fraction
 from tinylora.experiments.plots import KNEE_FACTOR
 from tinylora.experiments.sweep import SweepConfig, read_results, run_sweep
 
@@ -66,12 +66,13 @@ def test_lora_trains_under_two_percent_of_parameters_at_rank_four(default_sweep)
 
 
 def test_full_fine_tuning_update_concentrates_its_energy_in_few_directions(default_sweep):
-    """ΔW = W_ft − W0: its top 8 of 128 directions carry far more energy than a random matrix's."""
+    """ΔW = W_ft − W0: its top 8 of 128 directions carry about twice a random matrix's share of energy
+    (0.42-0.51 against 0.21 in the default sweep), and 90% of its energy needs about half as many directions."""
     analysis = default_sweep[("domain", "full", None)]["analysis"]
     for layer, spectrum in analysis["delta_spectra"].items():
-        top8 = cumulative_energy(np.array(spectrum))[7]
-        random_top8 = cumulative_energy(np.array(analysis["random_spectra"][layer]))[7]
-        assert top8 > random_top8 + 0.2, layer
+        spectrum, random = np.array(spectrum), np.array(analysis["random_spectra"][layer])
+        assert cumulative_energy(spectrum)[7] > 1.8 * cumulative_energy(random)[7], layer
+        assert energy_rank(spectrum, 0.9) < 0.6 * energy_rank(random, 0.9), layer
 
 
 def test_results_file_has_one_line_per_run_with_the_documented_fields(tmp_path):
