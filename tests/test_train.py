@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from tinylora import load_base
-from tinylora.data import CharTokenizer, load_corpus, train_val_split
+from tinylora.data import load_corpus, train_val_split
 from tinylora.gpt import GPT, GPTConfig
 from tinylora.train import estimate_loss, fit
 

@@ -60,7 +60,8 @@ def estimate_loss(model, ids, batch_size: int = 32, max_batches: int | None = 8,
     return total / count
 
 
-def _progress(total: int, desc: str, enabled: bool):
+def progress_bar(total: int, desc: str, enabled: bool):
+    """A tqdm bar of ``total`` steps; off when ``enabled`` is False or TQDM_DISABLE=1."""
     from tqdm import tqdm  # the text bar: works in terminals and notebooks without ipywidgets
     disabled = not enabled or os.environ.get("TQDM_DISABLE", "") not in ("", "0")
     return tqdm(total=total, desc=desc, disable=disabled, leave=False, dynamic_ncols=True)
@@ -96,7 +97,7 @@ def fit(model, train_ids, val_ids=None, *, steps: int = 200, batch_size: int = 1
     history = {"step": [], "train_loss": [], "lr": [], "val_step": [], "val_loss": [], "seconds": 0.0}
     start = time.perf_counter()
     model.train()
-    bar = _progress(steps, desc, progress)
+    bar = progress_bar(steps, desc, progress)
     for step in range(1, steps + 1):
         x, y = get_batch(train_ids, batch_size, T, rng)  # (b, T) each, host
         _, loss = model(to_device(x, device), to_device(y, device))

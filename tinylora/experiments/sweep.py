@@ -207,7 +207,7 @@ def _run_quietly(spec_dict: dict) -> dict:
 def run_sweep(config: SweepConfig, out: str, workers: int = 1, scheduler: str | None = None,
               progress: bool = True, log=print) -> list[dict]:
     """Run every unfinished run of ``config`` into ``out``; return all results of the sweep."""
-    from ..train import _progress
+    from ..train import progress_bar
     validate_against_model(config)
     _prepare_directory(out, config)
     results = read_results(out)
@@ -215,7 +215,7 @@ def run_sweep(config: SweepConfig, out: str, workers: int = 1, scheduler: str | 
     todo = [s for s in config.runs() if s.run_id not in done]
     executor, label, client = make_executor(workers, scheduler)
     log(f"sweep: {len(config.runs())} runs, {len(done)} already done, {len(todo)} to run ({label}) -> {out}")
-    bar = _progress(len(config.runs()), "runs", progress)
+    bar = progress_bar(len(config.runs()), "runs", progress)
     bar.update(len(done))
     start = time.perf_counter()
 

@@ -20,19 +20,20 @@ import os
 import platform
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from .. import __version__
 from ..checkpoint import save_model
-from ..data import CharTokenizer, load_corpus, make_arithmetic_problems, score_arithmetic, train_val_split
+from ..data import (CharTokenizer, get_batch, load_corpus, make_arithmetic_problems, score_arithmetic,
+                    train_val_split)
 from ..lora import (LoraConfig, apply_lora, count_parameters, get_delta_weights, lora_layers, save_adapter,
                     ADAPTER_WEIGHTS_NAME)
 from ..optim import AdamW, WarmupCosine, clip_grad_norm_
 from ..pretrained import load_base
 from ..tensor import Tensor, no_grad
-from ..train import estimate_loss, fit
+from ..train import estimate_loss, fit, progress_bar
 from .analysis import amplification_factor, random_baseline_spectrum
 
 TASKS = ("planted", "domain", "budget", "scaling")
@@ -270,7 +271,6 @@ def _plant(model, spec: RunSpec, probe) -> dict:
 
 def _teacher_pool(teacher, ids, n_batches, spec, seed):
     rng = np.random.default_rng(seed)
-    from ..data import get_batch
     pool = []
     with no_grad():
         for _ in range(n_batches):
@@ -286,7 +286,6 @@ def _mean_squared_error(student, pool) -> float:
 
 
 def _run_planted(spec: RunSpec, progress: bool) -> dict:
-    from ..train import _progress
     teacher, _ = load_base()
     student, _ = load_base()
     train_ids, val_ids = train_val_split(CharTokenizer().encode(load_corpus("fables", n_chars=60_000, seed=0)), 0.1)
@@ -302,7 +301,7 @@ def _run_planted(spec: RunSpec, progress: bool) -> dict:
     schedule = WarmupCosine(optimizer, warmup_steps=max(1, spec.steps // 10), total_steps=spec.steps, min_lr_ratio=0.01)
     rng = np.random.default_rng(spec.seed)
     curve = {"step": [], "train_loss": []}
-    bar = _progress(spec.steps, f"planted {'full' if spec.method == 'full' else f'r={spec.rank}'}", progress)
+    bar = progress_bar(spec.steps, f"planted {'full' if spec.method == 'full' else f'r={spec.rank}'}", progress)
     for step in range(1, spec.steps + 1):
         x, target = train_pool[int(rng.integers(len(train_pool)))]
         logits, _ = student(x)                                      # (B, T, V)
