@@ -9,7 +9,7 @@ constants are Python floats, which never promote an array.
 >>> import numpy as np
 >>> import tinylora.functional as F
 >>> from tinylora import Tensor
->>> x = Tensor(np.array([[1.0, 2.0, 3.0]], dtype=np.float32), requires_grad=True)
+>>> x = Tensor(np.array([[1.0, 2.0, 3.0]], dtype=np.float32), requires_grad=True)  # host-ok (example input)
 >>> F.softmax(x).data.round(3)
 array([[0.09 , 0.245, 0.665]], dtype=float32)
 """
@@ -87,9 +87,9 @@ def linear(x, weight, bias=None) -> Tensor:
 
     >>> import numpy as np
     >>> from tinylora import Tensor
-    >>> x = Tensor(np.ones((2, 3), dtype=np.float32))
-    >>> w = Tensor(np.ones((4, 3), dtype=np.float32), requires_grad=True)
-    >>> linear(x, w, Tensor(np.zeros(4, dtype=np.float32))).shape
+    >>> x = Tensor(np.ones((2, 3), dtype=np.float32))  # host-ok (example input)
+    >>> w = Tensor(np.ones((4, 3), dtype=np.float32), requires_grad=True)  # host-ok (example input)
+    >>> linear(x, w, Tensor(np.zeros(4, dtype=np.float32))).shape  # host-ok (example input)
     (2, 4)
     """
     x, weight = _tensor(x, "x", "linear"), _tensor(weight, "weight", "linear")
@@ -125,7 +125,7 @@ def softmax(x, axis: int = -1) -> Tensor:
 
     >>> import numpy as np
     >>> from tinylora import Tensor
-    >>> softmax(Tensor(np.array([0.0, 0.0], dtype=np.float32))).data
+    >>> softmax(Tensor(np.array([0.0, 0.0], dtype=np.float32))).data  # host-ok (example input)
     array([0.5, 0.5], dtype=float32)
     """
     x = _tensor(x, "x", "softmax")
@@ -156,7 +156,7 @@ def log_softmax(x, axis: int = -1) -> Tensor:
 
     >>> import numpy as np
     >>> from tinylora import Tensor
-    >>> log_softmax(Tensor(np.array([1e4, 0.0], dtype=np.float32))).data
+    >>> log_softmax(Tensor(np.array([1e4, 0.0], dtype=np.float32))).data  # host-ok (example input)
     array([     0., -10000.], dtype=float32)
     """
     x = _tensor(x, "x", "log_softmax")
@@ -183,8 +183,8 @@ def cross_entropy(logits, targets, ignore_index=None) -> Tensor:
 
     >>> import numpy as np
     >>> from tinylora import Tensor
-    >>> logits = Tensor(np.zeros((2, 4), dtype=np.float32), requires_grad=True)
-    >>> round(cross_entropy(logits, np.array([1, 3])).item(), 4)  # log(4)
+    >>> logits = Tensor(np.zeros((2, 4), dtype=np.float32), requires_grad=True)  # host-ok (example input)
+    >>> round(cross_entropy(logits, np.array([1, 3])).item(), 4)  # host-ok (example input): log(4)
     1.3863
     """
     logits = _tensor(logits, "logits", "cross_entropy")
@@ -228,7 +228,7 @@ def layer_norm(x, weight=None, bias=None, eps: float = 1e-5) -> Tensor:
 
     >>> import numpy as np
     >>> from tinylora import Tensor
-    >>> layer_norm(Tensor(np.array([[1.0, 3.0]], dtype=np.float32)), None, None, eps=0.0).data
+    >>> layer_norm(Tensor(np.array([[1.0, 3.0]], dtype=np.float32)), None, None, eps=0.0).data  # host-ok (example input)
     array([[-1.,  1.]], dtype=float32)
     """
     x = _tensor(x, "x", "layer_norm")
@@ -282,7 +282,7 @@ def gelu(x) -> Tensor:
 
     >>> import numpy as np
     >>> from tinylora import Tensor
-    >>> gelu(Tensor(np.array([-1.0, 0.0, 1.0], dtype=np.float32))).data.round(4)
+    >>> gelu(Tensor(np.array([-1.0, 0.0, 1.0], dtype=np.float32))).data.round(4)  # host-ok (example input)
     array([-0.1588,  0.    ,  0.8412], dtype=float32)
     """
     x = _tensor(x, "x", "gelu")
@@ -318,7 +318,7 @@ def dropout(x, p: float, training: bool, rng=None) -> Tensor:
 
     >>> import numpy as np
     >>> from tinylora import Tensor
-    >>> x = Tensor(np.ones(4, dtype=np.float32))
+    >>> x = Tensor(np.ones(4, dtype=np.float32))  # host-ok (example input)
     >>> dropout(x, 0.5, training=True, rng=np.random.default_rng(0)).data
     array([2., 2., 2., 0.], dtype=float32)
     """
@@ -346,8 +346,8 @@ def embedding(ids, weight) -> Tensor:
 
     >>> import numpy as np
     >>> from tinylora import Tensor
-    >>> w = Tensor(np.arange(6, dtype=np.float32).reshape(3, 2))
-    >>> embedding(np.array([2, 0]), w).data
+    >>> w = Tensor(np.arange(6, dtype=np.float32).reshape(3, 2))  # host-ok (example input)
+    >>> embedding(np.array([2, 0]), w).data  # host-ok (example input)
     array([[4., 5.],
            [0., 1.]], dtype=float32)
     """
@@ -378,8 +378,8 @@ def scaled_dot_product_attention(q, k, v, causal: bool = True) -> Tensor:
 
     >>> import numpy as np
     >>> from tinylora import Tensor
-    >>> q = k = Tensor(np.zeros((1, 1, 2, 4), dtype=np.float32))
-    >>> v = Tensor(np.array([[[[1.0], [3.0]]]], dtype=np.float32))
+    >>> q = k = Tensor(np.zeros((1, 1, 2, 4), dtype=np.float32))  # host-ok (example input)
+    >>> v = Tensor(np.array([[[[1.0], [3.0]]]], dtype=np.float32))  # host-ok (example input)
     >>> scaled_dot_product_attention(q, k, v).data.reshape(-1)  # row 0 sees only key 0
     array([1., 2.], dtype=float32)
     """
@@ -436,7 +436,7 @@ def where(cond, a, b) -> Tensor:
 
     >>> import numpy as np
     >>> from tinylora import Tensor
-    >>> where(np.array([True, False]), Tensor(np.array([1.0, 2.0], dtype=np.float32)), 0.0).data
+    >>> where(np.array([True, False]), Tensor(np.array([1.0, 2.0], dtype=np.float32)), 0.0).data  # host-ok (example input)
     array([1., 0.], dtype=float32)
     """
     if isinstance(a, Tensor):
@@ -479,7 +479,7 @@ def concat(tensors, axis: int = 0) -> Tensor:
 
     >>> import numpy as np
     >>> from tinylora import Tensor
-    >>> a, b = Tensor(np.zeros((1, 2), dtype=np.float32)), Tensor(np.ones((2, 2), dtype=np.float32))
+    >>> a, b = Tensor(np.zeros((1, 2), dtype=np.float32)), Tensor(np.ones((2, 2), dtype=np.float32))  # host-ok (example input)
     >>> concat([a, b]).shape
     (3, 2)
     """
@@ -507,7 +507,7 @@ def stack(tensors, axis: int = 0) -> Tensor:
 
     >>> import numpy as np
     >>> from tinylora import Tensor
-    >>> a = Tensor(np.zeros(3, dtype=np.float32))
+    >>> a = Tensor(np.zeros(3, dtype=np.float32))  # host-ok (example input)
     >>> stack([a, a], axis=1).shape
     (3, 2)
     """
