@@ -99,6 +99,40 @@ def test_linear_refuses_tensors_on_two_devices(backend, make):
         F.linear(Tensor(np.zeros((2, 3))), make(np.zeros((4, 3))))
 
 
+# ---- lora_linear: a LoRA layer as one op -------------------------------------------------------------
+def test_lora_linear_equals_the_frozen_linear_plus_the_scaled_low_rank_path(make, rng):
+    x, w, b = rng.normal(size=(2, 5, 3)), rng.normal(size=(4, 3)), rng.normal(size=4)
+    a, bb = rng.normal(size=(2, 3)), rng.normal(size=(4, 2))
+    out = F.lora_linear(make(x), make(w), make(b), make(a), make(bb), 0.5)
+    np.testing.assert_allclose(host(out), x @ w.T + b + 0.5 * (x @ a.T) @ bb.T, rtol=1e-12)
+
+
+def test_lora_linear_gradients_match_finite_differences(make, rng):
+    x = make(rng.normal(size=(2, 2, 3)), requires_grad=True)
+    w, b = make(rng.normal(size=(4, 3)), requires_grad=True), make(rng.normal(size=4), requires_grad=True)
+    a, bb = make(rng.normal(size=(2, 3)), requires_grad=True), make(rng.normal(size=(4, 2)), requires_grad=True)
+    assert gradcheck(lambda *t: F.lora_linear(*t, 0.5), x, w, b, a, bb)
+
+
+def test_lora_linear_never_forms_the_frozen_weight_gradient(backend, make, rng):
+    if backend != "fakecupy":
+        pytest.skip("counts calls on the fake CuPy")
+    x = make(rng.normal(size=(2, 3)), requires_grad=True)
+    w = make(rng.normal(size=(4, 3)))
+    a, bb = make(rng.normal(size=(2, 3)), requires_grad=True), make(rng.normal(size=(4, 2)), requires_grad=True)
+    out = F.lora_linear(x, w, None, a, bb, 0.5).sum()
+    before = calls["matmul"]
+    out.backward()
+    assert calls["matmul"] - before == 5  # g·B, g·W0, gt·A, gtᵀ·x, gᵀ·t; never gᵀ·x for W0
+    assert w.grad is None and a.grad is not None and bb.grad is not None
+
+
+def test_lora_linear_names_the_shapes_that_do_not_fit(make):
+    with pytest.raises(ValueError, match=r"lora_A \(r, in\) \(2, 5\)"):
+        F.lora_linear(make(np.zeros((2, 3))), make(np.zeros((4, 3))), None, make(np.zeros((2, 5))),
+                      make(np.zeros((4, 2))), 1.0)
+
+
 # ---- softmax family ------------------------------------------------------------------------
 def test_softmax_matches_the_exponential_formula(make):
     x = np.array([[1.0, 2.0, 3.0], [0.0, 0.0, 0.0]])
@@ -432,6 +466,10 @@ def _float32_cases():
         x, w, b = grad(m, (2, 3)), grad(m, (4, 3), 1), grad(m, (4,), 2)
         return F.linear(x, w, b), [x, w, b]
 
+    def case_lora_linear(m, xp):
+        x, w, b, a, bb = grad(m, (2, 3)), grad(m, (4, 3), 1), grad(m, (4,), 2), grad(m, (2, 3), 3), grad(m, (4, 2), 4)
+        return F.lora_linear(x, w, b, a, bb, 0.5), [x, w, b, a, bb]
+
     def case_layer_norm(m, xp):
         x, w, b = grad(m, (2, 3)), grad(m, (3,), 1), grad(m, (3,), 2)
         return F.layer_norm(x, w, b), [x, w, b]
@@ -454,6 +492,7 @@ def _float32_cases():
 
     return {
         "linear": case_linear,
+        "lora_linear": case_lora_linear,
         "softmax": unary(lambda x, xp: F.softmax(x)),
         "log_softmax": unary(lambda x, xp: F.log_softmax(x)),
         "cross_entropy": unary(lambda x, xp: F.cross_entropy(x, np.array([0, 2]))),

@@ -118,6 +118,53 @@ def linear(x, weight, bias=None) -> Tensor:
 
 
 # ---- softmax family ------------------------------------------------------------------------
+def lora_linear(x, weight, bias, lora_A, lora_B, scaling: float) -> Tensor:
+    """A LoRA layer in one op: ``x W0ᵀ + bias + scaling · (x Aᵀ) Bᵀ``.
+
+    Shapes: x (..., in), weight W0 (out, in), bias (out,) or None, lora_A (r, in),
+    lora_B (out, r) -> (..., out). Only the thin (rows, r) tensor x·Aᵀ is saved for backward,
+    and the frozen W0 gets no gradient unless it requires one.
+
+    >>> import numpy as np
+    >>> from tinylora import Tensor
+    >>> x, W0 = Tensor(np.ones((2, 3), np.float32)), Tensor(np.eye(3, dtype=np.float32))  # host-ok (example input)
+    >>> A, B = Tensor(np.ones((1, 3), np.float32)), Tensor(np.ones((3, 1), np.float32))  # host-ok (example input)
+    >>> lora_linear(x, W0, None, A, B, 0.5).data   # 1 + 0.5 * 3
+    array([[2.5, 2.5, 2.5],
+           [2.5, 2.5, 2.5]], dtype=float32)
+    """
+    x, weight = _tensor(x, "x", "lora_linear"), _tensor(weight, "weight", "lora_linear")
+    A, B = _tensor(lora_A, "lora_A", "lora_linear"), _tensor(lora_B, "lora_B", "lora_linear")
+    bias = None if bias is None else _tensor(bias, "bias", "lora_linear")
+    _same_device("lora_linear", x=x, weight=weight, bias=bias, lora_A=A, lora_B=B)
+    n_out, n_in = weight.shape
+    if x.shape[-1] != n_in or A.shape[1:] != (n_in,) or B.shape != (n_out, A.shape[0]):
+        raise ValueError(f"lora_linear: shapes do not fit: x {x.shape}, weight (out, in) {weight.shape}, "
+                         f"lora_A (r, in) {A.shape}, lora_B (out, r) {B.shape}")
+    x2d = x.data.reshape(-1, n_in)             # (rows, in)
+    t = x2d @ A.data.T                         # (rows, r): the thin tensor, saved
+    out = x2d @ weight.data.T                  # (rows, out)
+    out += (t * scaling) @ B.data.T            # (rows, out), in place
+    if bias is not None:
+        out += bias.data
+
+    def backward(g):  # g: (..., out)
+        g2d = g.reshape(-1, n_out)             # (rows, out)
+        gt = (g2d @ B.data) * scaling          # (rows, r): gradient at x·Aᵀ
+        gx = None
+        if x.requires_grad:
+            gx = g2d @ weight.data             # (rows, in)
+            gx += gt @ A.data
+            gx = gx.reshape(x.shape)
+        gw = g2d.T @ x2d if weight.requires_grad else None               # (out, in)
+        gA = gt.T @ x2d if A.requires_grad else None                      # (r, in)
+        gB = (g2d.T @ t) * scaling if B.requires_grad else None           # (out, r)
+        grads = (gx, gw, gA, gB)
+        return grads if bias is None else grads + (g2d.sum(axis=0) if bias.requires_grad else None,)
+    parents = (x, weight, A, B) if bias is None else (x, weight, A, B, bias)
+    return _result(out.reshape(x.shape[:-1] + (n_out,)), parents, backward)
+
+
 def softmax(x, axis: int = -1) -> Tensor:
     """``exp(x) / sum(exp(x))`` along ``axis``, computed after subtracting the max (no overflow).
 

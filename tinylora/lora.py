@@ -218,6 +218,9 @@ class LoRALinear(Module):
         if self.disabled or self.merged or self.active_adapter is None:
             return self._base_forward(x)  # merged: the base weight already holds the update
         a = self.adapters[self.active_adapter]
+        if a.lora_magnitude is None and (a.dropout.p == 0 or not self.training):  # the common case: one fused op
+            W0 = self.base_layer
+            return F.lora_linear(x, W0.weight, W0.bias, a.lora_A, a.lora_B, a.scaling)  # (..., out)
         h = F.linear(F.linear(a.dropout(x), a.lora_A) * a.scaling, a.lora_B)   # (..., r) -> (..., out)
         # (scaling is applied to the thin (..., r) tensor: r/out of the work of scaling the output)
         if a.lora_magnitude is None:
