@@ -37,35 +37,29 @@ __all__ = [
 
 # --------------------------------------------------------------------------- input checks
 
-def _as_matrix(x, name: str) -> np.ndarray:
+def _as_float_array(x, name: str, ndim: int, what: str, axes: str) -> np.ndarray:
+    """``x`` as a finite, non-empty float64 array with ``ndim`` dimensions, or a clear error."""
     if isinstance(x, (str, bytes)) or x is None:
-        raise TypeError(f"{name} must be a 2-D array of numbers, got {type(x).__name__}")
+        raise TypeError(f"{name} must be {what}, got {type(x).__name__}")
     try:
-        m = np.asarray(x, dtype=np.float64)
+        a = np.asarray(x, dtype=np.float64)
     except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a 2-D array of numbers, got {type(x).__name__}") from None
-    if m.ndim != 2:
-        raise ValueError(f"{name} must be 2-D (rows, cols), got shape {m.shape}")
-    if m.size == 0:
-        raise ValueError(f"{name} must not be empty, got shape {m.shape}")
-    if not np.all(np.isfinite(m)):
+        raise TypeError(f"{name} must be {what}, got {type(x).__name__}") from None
+    if a.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D {axes}, got shape {a.shape}")
+    if a.size == 0:
+        raise ValueError(f"{name} must not be empty, got shape {a.shape}")
+    if not np.all(np.isfinite(a)):
         raise ValueError(f"{name} contains NaN or inf")
-    return m
+    return a
+
+
+def _as_matrix(x, name: str) -> np.ndarray:
+    return _as_float_array(x, name, 2, "a 2-D array of numbers", "(rows, cols)")
 
 
 def _as_spectrum(s, name: str = "s") -> np.ndarray:
-    if isinstance(s, (str, bytes)) or s is None:
-        raise TypeError(f"{name} must be a 1-D list of singular values, got {type(s).__name__}")
-    try:
-        v = np.asarray(s, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a 1-D list of singular values, got {type(s).__name__}") from None
-    if v.ndim != 1:
-        raise ValueError(f"{name} must be 1-D, got shape {v.shape}")
-    if v.size == 0:
-        raise ValueError(f"{name} must not be empty")
-    if not np.all(np.isfinite(v)):
-        raise ValueError(f"{name} contains NaN or inf")
+    v = _as_float_array(s, name, 1, "a 1-D list of singular values", "(singular values)")
     if np.any(v < 0):
         raise ValueError(f"{name} must be non-negative (singular values), got min {v.min()}")
     return v
