@@ -17,32 +17,51 @@ import numpy as np
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-def median_time(fn, repeat: int = 21, warmup: int = 3, number: int = 1) -> float:
-    """Median wall time of one ``fn()`` call, in seconds.
+def timing_samples(fns: dict, repeat: int = 21, warmup: int = 3, number: int = 1) -> dict:
+    """Seconds per call of each function: ``repeat`` samples each, ``warmup`` rounds discarded.
 
-    Each of the ``repeat`` samples times ``number`` back-to-back calls (use a large ``number``
-    for microsecond-scale functions, so the timer's own cost is negligible); ``warmup`` samples
-    run first and are discarded. The median ignores the odd slow sample (a page fault, another
-    process).
+    The functions take turns, and the order rotates every round (A B C, then B C A, ...): a
+    change in machine load slows every function alike, and none always runs first (on a shared
+    machine the first in a round is measurably faster). Each sample times ``number``
+    back-to-back calls, for microsecond-scale functions.
     """
-    return median_times({"fn": fn}, repeat, warmup, number)["fn"]
+    names, samples = list(fns), {name: [] for name in fns}
+    for i in range(warmup + repeat):
+        shift = i % len(names)
+        for name in names[shift:] + names[:shift]:
+            start = time.perf_counter()
+            for _ in range(number):
+                fns[name]()
+            if i >= warmup:
+                samples[name].append((time.perf_counter() - start) / number)
+    return samples
 
 
 def median_times(fns: dict, repeat: int = 21, warmup: int = 3, number: int = 1) -> dict:
-    """``median_time`` for several functions, sampled in turn (A, B, A, B, ...).
+    """The median of ``timing_samples`` for each function: robust to the odd slow sample."""
+    return {name: statistics.median(times) for name, times in timing_samples(fns, repeat, warmup, number).items()}
 
-    Interleaving means a change in machine load during the run slows every function alike,
-    so their ratio stays meaningful on a shared machine.
+
+def median_time(fn, repeat: int = 21, warmup: int = 3, number: int = 1) -> float:
+    """Median wall time of one ``fn()`` call, in seconds."""
+    return median_times({"fn": fn}, repeat, warmup, number)["fn"]
+
+
+def training_step(model, x, y, lr: float = 1e-3, weight_decay: float = 0.0):
+    """A zero-argument function running one forward, backward and AdamW step on (x, y); and its optimizer.
+
+    Only parameters with ``requires_grad`` are optimised, so a LoRA model updates only its adapters.
     """
-    samples = {name: [] for name in fns}
-    for i in range(warmup + repeat):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            for _ in range(number):
-                fn()
-            if i >= warmup:
-                samples[name].append((time.perf_counter() - start) / number)
-    return {name: statistics.median(times) for name, times in samples.items()}
+    from ..optim import AdamW
+
+    optimizer = AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=weight_decay)
+
+    def step():
+        _, loss = model(x, y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return step, optimizer
 
 
 def _blas_lines() -> list[str]:

@@ -19,13 +19,11 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import time
 
 import numpy as np
 
 from ..gpt import GPT, GPTConfig
-from ..optim import AdamW
-from .common import environment_report, median_time
+from .common import environment_report, median_time, timing_samples, training_step
 
 TARGET = 1.0  # tinylora step time <= PyTorch's on the bench config
 LR, WEIGHT_DECAY = 3e-4, 0.01
@@ -69,18 +67,10 @@ def batch_of_ids(config: GPTConfig, batch: int, seed: int = 0):
 def tinylora_step(config: GPTConfig, batch: int):
     """A zero-argument function that runs one training step of a fresh tinylora GPT; and the model."""
     model = GPT(config, seed=0)
-    optimizer = AdamW(model.parameters(), lr=LR, weight_decay=WEIGHT_DECAY)
-    x, y = batch_of_ids(config, batch)
-
-    def step():
-        _, loss = model(x, y)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+    step, _ = training_step(model, *batch_of_ids(config, batch), lr=LR, weight_decay=WEIGHT_DECAY)
     return step, model
 
 
-# ---- the same model in PyTorch ---------------------------------------------------------------
 def torch_gpt(config: GPTConfig, state_dict, torch):
     """tinylora's GPT rebuilt from ``torch.nn`` parts, with parameter names that match its state_dict."""
     nn, TF = torch.nn, torch.nn.functional
@@ -149,22 +139,6 @@ def torch_step(config: GPTConfig, batch: int, torch, state_dict):
 
 
 # ---- running and printing ----------------------------------------------------------------
-def alternating_samples(fns, repeat: int, warmup: int) -> list[list[float]]:
-    """Seconds per call of each function, ``repeat`` samples each, timed in turns (a, b, a, b, ...).
-
-    Taking turns means a burst of load from another process slows both sides alike, so the
-    per-round ratios stay fair on a shared machine.
-    """
-    samples = [[] for _ in fns]
-    for i in range(warmup + repeat):
-        for fn, times in zip(fns, samples):
-            start = time.perf_counter()
-            fn()
-            if i >= warmup:
-                times.append(time.perf_counter() - start)
-    return samples
-
-
 def _limit_threads(threads: int | None):
     """Use ``threads`` BLAS threads (threadpoolctl) and PyTorch threads; returns the count used."""
     try:
@@ -183,7 +157,8 @@ def run_case(name: str, repeat: int, warmup: int, torch, gemm_flops: float) -> N
     theirs_s = ratio = None
     if torch:
         theirs = torch_step(config, batch, torch, model.state_dict())
-        ours_all, theirs_all = alternating_samples([ours, theirs], repeat, warmup)
+        samples = timing_samples({"tinylora": ours, "pytorch": theirs}, repeat, warmup)
+        ours_all, theirs_all = samples["tinylora"], samples["pytorch"]
         ours_s, theirs_s = statistics.median(ours_all), statistics.median(theirs_all)
         ratio = statistics.median(a / b for a, b in zip(ours_all, theirs_all))  # per round: robust to drifting load
     else:

@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import resource
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -28,9 +27,8 @@ import numpy as np
 from .. import lora
 from ..checkpoint import save_model
 from ..gpt import GPT, GPTConfig
-from ..optim import AdamW
 from ..tensor import no_grad
-from .common import environment_report, median_times
+from .common import environment_report, median_times, training_step
 
 TARGETS = {"train step": 0.75, "merged inference": 1.02, "training bytes": 0.30}
 LORA = dict(r=8, lora_alpha=16, target_modules=("q_proj", "v_proj"))
@@ -54,18 +52,6 @@ def make_model(config: GPTConfig, mode: str) -> GPT:
     return lora.apply_lora(model, lora.LoraConfig(**LORA)) if mode == "lora" else model
 
 
-def training_step(model: GPT, x, y):
-    """A zero-argument function running one forward, backward and AdamW step; and its optimizer."""
-    optimizer = AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
-
-    def step():
-        _, loss = model(x, y)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    return step, optimizer
-
-
 def training_bytes(model: GPT, optimizer) -> int:
     """Bytes of parameters + gradients + optimizer moments (after at least one step)."""
     params = sum(p.data.nbytes for p in model.parameters())
@@ -83,7 +69,7 @@ def time_training(config, batch, repeat, warmup) -> tuple[dict, dict]:
         steps[mode], optimizer = training_step(model, x, y)
         steps[mode]()
         sizes[mode] = training_bytes(model, optimizer)
-    return rotating_median_times(steps, repeat, warmup), sizes
+    return median_times(steps, repeat, warmup), sizes
 
 
 def time_inference(config, batch, repeat, warmup) -> dict:
@@ -98,20 +84,8 @@ def time_inference(config, batch, repeat, warmup) -> dict:
             with no_grad():
                 model(x)
         return run
-    return rotating_median_times({"base": forward(base), "merged": forward(merged), "unmerged": forward(unmerged)},
+    return median_times({"base": forward(base), "merged": forward(merged), "unmerged": forward(unmerged)},
                                  repeat, warmup)
-
-
-def rotating_median_times(fns: dict, repeat: int, warmup: int) -> dict:
-    """``median_times`` with the order rotated every round (A B C, B C A, ...): on a shared machine
-    whichever function runs first in a round was measurably faster, so each goes first equally often."""
-    names, samples = list(fns), {name: [] for name in fns}
-    for i in range(warmup + repeat):
-        order = names[i % len(names):] + names[:i % len(names)]
-        for name, seconds in median_times({n: fns[n] for n in order}, repeat=1, warmup=0).items():
-            if i >= warmup:
-                samples[name].append(seconds)
-    return {name: statistics.median(times) for name, times in samples.items()}
 
 
 def file_sizes(config) -> dict:

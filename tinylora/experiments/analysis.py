@@ -48,7 +48,7 @@ def _as_float_array(x, name: str, ndim: int, what: str, axes: str) -> np.ndarray
     if a.ndim != ndim:
         raise ValueError(f"{name} must be {ndim}-D {axes}, got shape {a.shape}")
     if a.size == 0:
-        raise ValueError(f"{name} must not be empty, got shape {a.shape}")
+        raise ValueError(f"{name} must be non-empty, got shape {a.shape}")
     if not np.all(np.isfinite(a)):
         raise ValueError(f"{name} contains NaN or inf")
     return a
@@ -66,17 +66,7 @@ def _as_spectrum(s, name: str = "s") -> np.ndarray:
 
 
 def _as_vector(x, name: str) -> np.ndarray:
-    if isinstance(x, (str, bytes)) or x is None:
-        raise TypeError(f"{name} must be a list of numbers, got {type(x).__name__}")
-    try:
-        v = np.asarray(x, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a list of numbers, got {type(x).__name__}") from None
-    if v.ndim != 1 or v.size == 0:
-        raise ValueError(f"{name} must be a non-empty 1-D list, got shape {v.shape}")
-    if not np.all(np.isfinite(v)):
-        raise ValueError(f"{name} contains NaN or inf")
-    return v
+    return _as_float_array(x, name, 1, "a list of numbers", "(a list)")
 
 
 def _nonzero_total(v: np.ndarray, what: str) -> float:

@@ -131,7 +131,7 @@ def _weights(model, names) -> dict:
     for n in names:
         layer = modules[n]
         layer = getattr(layer, "base_layer", layer)
-        out[n] = np.array(layer.weight.numpy())  # host-ok
+        out[n] = layer.weight.numpy()  # a host copy
     return out
 
 
