@@ -123,7 +123,7 @@ def test_lora_linear_never_forms_the_frozen_weight_gradient(backend, make, rng):
     out = F.lora_linear(x, w, None, a, bb, 0.5).sum()
     before = calls["matmul"]
     out.backward()
-    assert calls["matmul"] - before == 5  # g·B, g·W0, gt·A, gtᵀ·x, gᵀ·t; never gᵀ·x for W0
+    assert calls["matmul"] - before == 5  # g·W, g·B, gtᵀ·x, x·Aᵀ, gᵀ·t; never gᵀ·x for W0
     assert w.grad is None and a.grad is not None and bb.grad is not None
 
 

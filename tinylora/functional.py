@@ -122,8 +122,10 @@ def lora_linear(x, weight, bias, lora_A, lora_B, scaling: float) -> Tensor:
     """A LoRA layer in one op: ``x W0ᵀ + bias + scaling · (x Aᵀ) Bᵀ``.
 
     Shapes: x (..., in), weight W0 (out, in), bias (out,) or None, lora_A (r, in),
-    lora_B (out, r) -> (..., out). Only the thin (rows, r) tensor x·Aᵀ is saved for backward,
-    and the frozen W0 gets no gradient unless it requires one.
+    lora_B (out, r) -> (..., out). The update is merged on the fly: ``W = W0 + scaling · B A``
+    costs out·r·in multiply-adds, far fewer than the rows·out·in of the product with x, and
+    leaves one big GEMM forward and one backward, as a plain ``linear`` has. Nothing the size
+    of x is saved beyond x itself, and the frozen W0 gets no gradient unless it requires one.
 
     >>> import numpy as np
     >>> from tinylora import Tensor
@@ -142,23 +144,24 @@ def lora_linear(x, weight, bias, lora_A, lora_B, scaling: float) -> Tensor:
         raise ValueError(f"lora_linear: shapes do not fit: x {x.shape}, weight (out, in) {weight.shape}, "
                          f"lora_A (r, in) {A.shape}, lora_B (out, r) {B.shape}")
     x2d = x.data.reshape(-1, n_in)             # (rows, in)
-    t = x2d @ A.data.T                         # (rows, r): the thin tensor, saved
-    out = x2d @ weight.data.T                  # (rows, out)
-    out += (t * scaling) @ B.data.T            # (rows, out), in place
+    merged = B.data @ A.data                   # (out, in): B A, exactly 0 while B is 0
+    merged *= scaling
+    merged += weight.data                      # (out, in): W0 + scaling B A
+    out = x2d @ merged.T                       # (rows, out)
     if bias is not None:
         out += bias.data
 
     def backward(g):  # g: (..., out)
         g2d = g.reshape(-1, n_out)             # (rows, out)
-        gt = (g2d @ B.data) * scaling          # (rows, r): gradient at x·Aᵀ
-        gx = None
-        if x.requires_grad:
-            gx = g2d @ weight.data             # (rows, in)
-            gx += gt @ A.data
-            gx = gx.reshape(x.shape)
-        gw = g2d.T @ x2d if weight.requires_grad else None               # (out, in)
-        gA = gt.T @ x2d if A.requires_grad else None                      # (r, in)
-        gB = (g2d.T @ t) * scaling if B.requires_grad else None           # (out, r)
+        gx = (g2d @ merged).reshape(x.shape) if x.requires_grad else None  # (..., in)
+        gw = g2d.T @ x2d if weight.requires_grad else None                # (out, in)
+        gA = gB = None
+        if A.requires_grad:
+            gt = (g2d @ B.data) * scaling                                 # (rows, r): gradient at x Aᵀ
+            gA = gt.T @ x2d                                               # (r, in)
+        if B.requires_grad:
+            gB = g2d.T @ (x2d @ A.data.T)                                 # (out, r)
+            gB *= scaling
         grads = (gx, gw, gA, gB)
         return grads if bias is None else grads + (g2d.sum(axis=0) if bias.requires_grad else None,)
     parents = (x, weight, A, B) if bias is None else (x, weight, A, B, bias)
