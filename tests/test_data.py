@@ -118,6 +118,37 @@ def test_targets_differ_from_the_base_far_more_than_two_seeds_of_the_base_differ
     assert total_variation(base, other) > threshold
 
 
+def card_lines_as_cookbook_lines(card_text):
+    """The recipe cards rewritten line by line into the cookbook layout, for comparison."""
+    swaps = {"Ingredients:": "You will need:", "Steps:": "Method:"}
+    out = []
+    for line in card_text.split("\n"):
+        line = swaps.get(line, line)
+        for old, new in (("Title: ", ""), ("- ", "* "), ("Tip: ", "Hint: ")):
+            if line.startswith(old):
+                line = new + line[len(old):]
+        if line.startswith("Serves: "):
+            line = f"For {line[8:]} people"
+        elif line.startswith("Time: "):
+            line = f"Ready in {line[6:]}"
+        elif line[:1].isdigit() and line[1:3] == ". ":
+            line = f"Step {line[0]}: {line[3:]}"
+        out.append(line)
+    return "\n".join(out)
+
+
+def test_cookbook_holds_the_same_recipes_as_the_cards_in_another_layout():
+    cards = load_corpus("recipes", n_chars=N, seed=3).rsplit("\n\n", 1)[0]  # whole cards only
+    cookbook = load_corpus("cookbook", n_chars=2 * N, seed=3)
+    assert cookbook.startswith(card_lines_as_cookbook_lines(cards))
+
+
+def test_cookbook_never_uses_the_card_labels_or_bullets():
+    lines = load_corpus("cookbook", n_chars=N).split("\n")
+    assert not any(line.startswith(("Title:", "Serves:", "Time:", "Ingredients:", "Steps:", "- ")) for line in lines)
+    assert not any(line[:1].isdigit() and line[1:3] == ". " for line in lines)
+
+
 def digit_share(text):
     return sum(c.isdigit() for c in text) / len(text)
 
@@ -130,7 +161,7 @@ def test_the_base_corpus_has_rare_digits_and_the_targets_have_many():
 
 
 def test_unknown_corpus_name_lists_the_valid_names():
-    with pytest.raises(ValueError, match=r"'poems'.*arithmetic, fables, recipes"):
+    with pytest.raises(ValueError, match=r"'poems'.*arithmetic, cookbook, fables, recipes"):
         load_corpus("poems")
 
 

@@ -82,11 +82,12 @@ def test_base_model_generates_text_recognisably_from_its_fables():
     assert words >= 5, text
 
 
-def test_base_model_knows_fables_far_better_than_recipes():
+def test_base_model_knows_recipes_in_the_cookbook_layout_far_better_than_as_cards():
+    """The same recipes (one seed), two layouts: the base model read only the cookbook's."""
     model, tokenizer = load_base()
-    fables = tokenizer.encode(load_corpus("fables", n_chars=8_000, seed=7))
-    recipes = tokenizer.encode(load_corpus("recipes", n_chars=8_000, seed=7))
-    assert estimate_loss(model, fables) + 0.2 < estimate_loss(model, recipes)
+    cookbook = tokenizer.encode(load_corpus("cookbook", n_chars=8_000, seed=7))
+    cards = tokenizer.encode(load_corpus("recipes", n_chars=8_000, seed=7))
+    assert estimate_loss(model, cookbook) + 0.5 < estimate_loss(model, cards)
 
 
 def test_fine_tuning_the_base_model_on_recipes_lowers_the_recipe_loss():

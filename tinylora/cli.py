@@ -126,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0, help="random seed for the data")
     demo.set_defaults(func=_demo)
 
-    pre = sub.add_parser("pretrain", help="pre-train the base GPT on the generated fables corpus and save it",
+    pre = sub.add_parser("pretrain", help="pre-train the base GPT on the generated base mixture (fables, cookbook recipes, sums) and save it",
                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     from .pretrained import PRETRAIN_DEFAULTS, base_model_path
     pre.add_argument("--out", default="base_model.npz", help="where to write the checkpoint (.npz)")

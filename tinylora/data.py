@@ -681,8 +681,12 @@ _TIPS = [
 ]
 
 
-def _recipe(r: random.Random) -> str:
-    """One recipe card followed by a blank line."""
+def _recipe(r: random.Random, layout: str = "card") -> str:
+    """One recipe followed by a blank line, in the ``"card"`` or the ``"cookbook"`` layout.
+
+    Both layouts draw the same random choices in the same order, so one seed gives the same dish,
+    ingredients and steps; only the labels, bullets and step numbers differ.
+    """
     style = _STYLES[r.choice(sorted(_STYLES))]
     main, dish = r.choice(style["mains"]), r.choice(style["dishes"])
     extra_line, extra_amounts, extra_ref = r.choice(_EXTRAS)
@@ -694,18 +698,27 @@ def _recipe(r: random.Random) -> str:
     ingredients.insert(r.randrange(1, len(ingredients)), extra_line.format(n=r.choice(extra_amounts)))
     steps = _pick_each(r, style["beats"])
     total_minutes = int(minutes) + r.choice([5, 10, 15, 20])
-    lines = [f"Title: {r.choice(_FLAVOURS)} {main.title()} {dish}",
-             f"Serves: {r.choice([2, 4, 4, 6, 8])}",
-             f"Time: {total_minutes} minutes",
-             "Ingredients:", *(f"- {item}" for item in ingredients),
-             "Steps:", *(f"{i}. {step}" for i, step in enumerate(steps, start=1)),
-             r.choice(_TIPS)]
+    title, serves, tip = f"{r.choice(_FLAVOURS)} {main.title()} {dish}", r.choice([2, 4, 4, 6, 8]), r.choice(_TIPS)
+    if layout == "card":
+        lines = [f"Title: {title}", f"Serves: {serves}", f"Time: {total_minutes} minutes",
+                 "Ingredients:", *(f"- {item}" for item in ingredients),
+                 "Steps:", *(f"{i}. {step}" for i, step in enumerate(steps, start=1)), tip]
+    else:  # the cookbook layout that the base model reads in pre-training
+        lines = [title, f"For {serves} people", f"Ready in {total_minutes} minutes",
+                 "You will need:", *(f"* {item}" for item in ingredients),
+                 "Method:", *(f"Step {i}: {step}" for i, step in enumerate(steps, start=1)),
+                 tip.replace("Tip: ", "Hint: ")]
     return "\n".join(line for line in lines if line).format(**slots) + "\n\n"
 
 
 def _recipes(r: random.Random) -> Iterator[str]:
     while True:
         yield _recipe(r)
+
+
+def _cookbook(r: random.Random) -> Iterator[str]:
+    while True:
+        yield _recipe(r, layout="cookbook")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -838,6 +851,8 @@ CORPORA: dict[str, Corpus] = {
                role="base", default_chars=300_000, units=_fables),
         Corpus("recipes", "Recipe cards: title, servings, bulleted ingredients with quantities, numbered steps.",
                role="target", default_chars=100_000, units=_recipes),
+        Corpus("cookbook", "The same kind of recipes in a cookbook's layout: other labels, '*' bullets, 'Step 1:'.",
+               role="base", default_chars=100_000, units=_cookbook),
         Corpus("arithmetic", "Two-digit addition and subtraction, one problem per line, e.g. 17+25=42.",
                role="target", default_chars=100_000, units=_arithmetic),
     ]

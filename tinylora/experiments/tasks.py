@@ -41,7 +41,7 @@ TASKS = ("planted", "domain", "budget", "scaling")
 # (The domain task uses PEFT's default kaiming-uniform A: with N(0, 1/r) the r = 1 adapter
 # starts with steps 64x larger than r = 8 and overshoots.)
 TASK_DEFAULTS = {"planted": dict(steps=150, lr=3e-2, full_lr=1e-2, init="gaussian"),
-                 "domain": dict(steps=100, lr=3e-2, full_lr=2e-3, init="kaiming")}
+                 "domain": dict(steps=100, lr=2e-2, full_lr=1e-3, init="kaiming")}
 EVAL_BATCHES = 6
 # LoRA paper, Table 5: the same number of adapter parameters spent on different matrices.
 BUDGET_CONFIGS = ((("q_proj",), 8), (("v_proj",), 8), (("q_proj", "v_proj"), 4),
