@@ -162,8 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--seeds", type=_int_list, default=None, help="comma-separated seeds (default: 0)")
     sweep.add_argument("--steps", type=int, default=None,
                        help="training steps per run (default: 150 planted, 100 domain; 25 with --quick)")
-    sweep.add_argument("--lr", type=float, default=None, help="LoRA learning rate (default: 3e-2)")
-    sweep.add_argument("--full-lr", type=float, default=None, help="full fine-tuning learning rate (default: 1e-2 planted, 2e-3 domain)")
+    sweep.add_argument("--lr", type=float, default=None, help="LoRA learning rate (default: 3e-2 planted, 2e-2 domain)")
+    sweep.add_argument("--full-lr", type=float, default=None, help="full fine-tuning learning rate (default: 1e-2 planted, 1e-3 domain)")
     sweep.add_argument("--alpha", type=float, default=None, help="LoRA alpha; scaling = alpha/r (default: 16)")
     sweep.add_argument("--rslora", action="store_true", help="use rsLoRA scaling alpha/sqrt(r)")
     sweep.add_argument("--corpus", default=None, help="target corpus of the domain task: recipes or arithmetic (default: recipes)")

@@ -6,8 +6,9 @@ the line that the sweep appends to ``results.jsonl``.
 - ``planted``: a teacher is the base model with a known rank-k* update ΔW* added to chosen
   weights; the student (base + LoRA of rank r on those weights) learns to match the teacher's
   logits. r < k* cannot express ΔW*, r >= k* can: the error curve has a knee at k*.
-- ``domain``: fine-tune the base (trained on fables) to the ``recipes`` corpus (or
-  ``arithmetic``, which also reports exact-match accuracy); metric = held-out loss.
+- ``domain``: fine-tune the base to the ``recipes`` cards, whose content it read in the
+  ``cookbook`` layout (or to ``arithmetic``, which also reports exact-match accuracy);
+  metric = held-out loss.
 - ``budget``: the domain task at a fixed adapter size, spent on different matrices
   ({q} r=8, {v} r=8, {q,v} r=4, {q,k,v,o} r=2; LoRA paper, Table 5).
 - ``scaling``: the domain task across ranks with α/r against rsLoRA's α/√r.
