@@ -245,17 +245,27 @@ def test_lora_linear_passes_gradcheck_in_float64_for_x_a_and_b():
 
 
 # ---- devices and work not done ----------------------------------------------------------------------
+def trained_lora_gpt(device, x, lora_dropout=0.0):
+    model = lora.apply_lora(GPT(TINY, seed=0).to(device), LoraConfig(r=2, lora_dropout=lora_dropout))
+    train(model, x, ids((2, 8), seed=1), steps=2)
+    return model.eval()
+
+
 def test_lora_trains_on_every_backend_as_it_does_on_the_cpu(backend):
     device, x = ("cpu" if backend == "numpy" else "cuda"), ids((2, 8))
-
-    def trained(device):
-        model = lora.apply_lora(GPT(TINY, seed=0).to(device), LoraConfig(r=2, lora_dropout=0.1))
-        train(model, x, ids((2, 8), seed=1), steps=2)
-        return model.eval()
-
-    model = trained(device)
+    model = trained_lora_gpt(device, x)
     assert {p.device for p in model.parameters()} == {device}  # the adapter was made on W0's device
-    np.testing.assert_allclose(asnumpy(model(x)[0].data), trained("cpu")(x)[0].data, atol=1e-5)
+    np.testing.assert_allclose(asnumpy(model(x)[0].data), trained_lora_gpt("cpu", x)(x)[0].data, atol=1e-5)
+
+
+def test_lora_dropout_masks_are_made_on_the_device_and_repeat_with_the_seed(backend):
+    """A GPU draws its masks from its own generator, so only the same device repeats them exactly."""
+    device, x = ("cpu" if backend == "numpy" else "cuda"), ids((2, 8))
+    first, second = trained_lora_gpt(device, x, lora_dropout=0.5), trained_lora_gpt(device, x, lora_dropout=0.5)
+    assert {p.device for p in first.parameters()} == {device}
+    np.testing.assert_array_equal(asnumpy(first(x)[0].data), asnumpy(second(x)[0].data))
+    without_dropout = trained_lora_gpt(device, x)
+    assert not np.allclose(asnumpy(first(x)[0].data), asnumpy(without_dropout(x)[0].data))
 
 
 @pytest.mark.parametrize("backend", ["fakecupy"], indirect=True)

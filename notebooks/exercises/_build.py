@@ -14,8 +14,6 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import nbformat
-
 HERE = Path(__file__).resolve().parent
 KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
 YOUR_TURN = ("## Your turn\n\n"
@@ -284,6 +282,8 @@ is a handy way to mask. Exercise 5's mask is what you need here.""",
 
 def build(ex: Exercise) -> nbformat.NotebookNode:
     """The notebook for one exercise, with fixed cell ids and no outputs."""
+    import nbformat  # only building needs it: the exercise list itself imports without it
+
     nb = nbformat.v4.new_notebook()
     nb.metadata = {"kernelspec": dict(KERNELSPEC), "language_info": {"name": "python"}}
     further = f"## Going further\n\n{ex.further}" if ex.further else ""
@@ -301,6 +301,8 @@ def build(ex: Exercise) -> nbformat.NotebookNode:
 
 
 def main(out_dir: Path = HERE) -> list[Path]:
+    import nbformat
+
     paths = []
     for ex in EXERCISES:
         path = out_dir / ex.filename
@@ -311,6 +313,8 @@ def main(out_dir: Path = HERE) -> list[Path]:
 
 def stale(out_dir: Path = HERE) -> list[str]:
     """Names of the notebooks that are missing or differ from what ``build`` makes."""
+    import nbformat
+
     return [ex.filename for ex in EXERCISES
             if not (out_dir / ex.filename).exists() or nbformat.read(out_dir / ex.filename, as_version=4) != build(ex)]
 
