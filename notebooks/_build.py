@@ -433,8 +433,8 @@ NB02 = [
     Plan: attention on a 4-token toy, by hand, with every shape printed; the same through
     `tinylora.functional.scaled_dot_product_attention`; one GPT block; the parameter table;
     training a small GPT on the fables corpus; sampling; and finally the **shipped base model**
-    `load_base()`, whose loss on recipes versus fables shows the domain shift LoRA will work on
-    in notebook 03.
+    `load_base()`. Its loss on the same recipes in two layouts, one it has read and one it has
+    not, shows the shift that LoRA will work on in notebook 03.
     '''),
     code('''
     import os
@@ -640,8 +640,8 @@ NB02 = [
 
     A bigger model (the "base" preset: 4 layers, 128 features), trained for longer, is shipped
     with the package, so every LoRA experiment starts from the same frozen weights. Like a real
-    pre-training corpus, its text is mostly one kind — fables — with a little of everything
-    else mixed in (a few recipe cards and sums). `load_base()` returns it with its tokenizer;
+    pre-training corpus, its text is a mixture: 70% fables, 25% recipes from a **cookbook** and
+    5% sums (`tinylora.pretrained.BASE_MIXTURE`). `load_base()` returns it with its tokenizer;
     `with_metadata=True` also tells how it was trained.
     '''),
     code('''
@@ -654,33 +654,49 @@ NB02 = [
     md(r'''
     ### Domain shift
 
-    The base model has read mostly fables. How surprised is it by a recipe card, or by a
-    column of sums? The loss on held-out text of each kind measures it (lower is better); the
-    text is generated with a seed the model never saw.
+    The base model has read many recipes, but only in a cookbook's layout. Notebook 03
+    fine-tunes it on **recipe cards**: the `recipes` corpus holds the same recipes, card for
+    card (one seed gives the same dishes, quantities and steps), with other labels, bullets
+    and step numbers. The first recipe of each, from the same seed:
+    '''),
+    code('''
+    for name in ("cookbook", "recipes"):
+        first = load_corpus(name, n_chars=2_000, seed=1).split("\\n\\n")[0]   # the first recipe
+        print(f"--- {name} ---\\n{first}\\n")
+    '''),
+    md(r'''
+    How surprised is the base model by each kind of text? The loss on held-out text of each
+    kind measures it (lower is better); the text is generated with a seed the model never saw.
     '''),
     code('''
     n_batches = 1 if FAST else 8
     held_out = {name: tokenizer.encode(load_corpus(name, n_chars=20_000, seed=1))
-                for name in ("fables", "recipes", "arithmetic")}
+                for name in ("fables", "cookbook", "recipes", "arithmetic")}
     base_loss = {name: estimate_loss(base, ids, batch_size=16, max_batches=n_batches) for name, ids in held_out.items()}
     micro_loss = {name: estimate_loss(model, ids, batch_size=16, max_batches=n_batches) for name, ids in held_out.items()}
     for name in held_out:
         print(f"{name:10s}  base model {base_loss[name]:.3f}   our micro model {micro_loss[name]:.3f}")
 
-    fig, ax = plt.subplots(figsize=(6.5, 3.2))
+    fig, ax = plt.subplots(figsize=(7, 3.2))
     positions = np.arange(len(held_out))
     ax.bar(positions - 0.2, list(base_loss.values()), 0.4, label="base (shipped)")
     ax.bar(positions + 0.2, list(micro_loss.values()), 0.4, label=f"micro ({STEPS} steps, above)")
-    ax.set(xticks=positions, xticklabels=list(held_out), ylabel="loss (nats)", title="trained on fables, tested on ...")
+    ax.set(xticks=positions, xticklabels=list(held_out), ylabel="loss (nats)", title="held-out loss on ...")
     ax.legend()
     plt.show()
     '''),
     md(r'''
-    The base model is best at fables and clearly worse at recipes and sums: it has seen their
-    formats, but too rarely to master the details (quantities, numbered steps, carrying digits).
-    Our micro model, which read nothing but fables for a few hundred steps, has never seen a
-    digit in that position and is lost on sums. Notebook 03 specialises the base model for
-    recipes **without touching its weights**.
+    The base model is at home in fables and in the cookbook: its loss is low on both (about 0.3
+    nats per character). On the **same recipes written as cards** it is several times higher
+    (about 1.8). It knows *what* the recipes say, but it has never seen *how* the cards lay
+    them out: every `Title:`, `- ` bullet and `1.` is a surprise, and a surprised model also
+    guesses worse at the words that follow. Sums are hard for another reason: the two numbers
+    of a sum are random, so no model can predict their digits, and the answer needs real
+    addition. Our micro model, which read nothing but fables, does worse than the base model
+    on everything but fables.
+
+    Notebook 03 teaches the base model the card layout **without touching its weights**. The
+    content is already there, so the change should be small; notebook 04 measures how small.
 
     ## Check yourself
 
@@ -689,7 +705,8 @@ NB02 = [
     3. Why divide the scores by $\sqrt{d}$?
     4. How many parameters does one block of the base model ($C = 128$) have?
     5. What loss does a model that knows nothing get with 96 characters, and why?
-    6. Why is the base model's loss on recipes higher than on fables?
+    6. `cookbook` and `recipes` hold the same recipes. Why is the base model's loss so much
+       higher on `recipes`?
 
     <details><summary>Answers</summary>
 
@@ -700,8 +717,10 @@ NB02 = [
        scores near unit variance so the softmax neither saturates nor loses its gradient.
     4. $12C^2 + 13C = 12 \cdot 16384 + 13 \cdot 128 = 198{,}272$.
     5. $\ln 96 \approx 4.56$ nats: the cross-entropy of a uniform guess.
-    6. Only about 5% of its training text was recipes; it learned their layout but not their
-       details as well as those of fables, which made up 90%.
+    6. A quarter of its training text was the cookbook, so it knows the dishes, quantities and
+       steps. It has never seen the cards' layout (`Title:`, `Serves:`, `- ` bullets, `1.`
+       numbering, `Tip:`): those characters surprise it, and it then guesses worse at the
+       words after them. The content is old; only the layout is new.
     </details>
     '''),
 ]
@@ -714,8 +733,9 @@ NB03 = [
     md(r'''
     # 03 · LoRA: plug adapters instead of rewiring the house
 
-    The base model from notebook 02 writes fables well and recipes only roughly. We want a
-    recipe specialist.
+    The base model from notebook 02 knows recipes, but only in a cookbook's layout. We want it
+    to write **recipe cards**: the same recipes under `Title:`, `Serves:`, `Ingredients:` and
+    `Steps:`.
 
     **Full fine-tuning** is rewiring the whole house: every weight $W$ gets its own change
     $\Delta W$, the same size as $W$. You must store a complete new copy of the model per task,
@@ -728,7 +748,7 @@ NB03 = [
     several and swap them.
 
     Plan: the names and shapes; why $B$ starts at zero; the $\alpha/r$ scaling; counting
-    parameters (here and for GPT-3 175B); fine-tuning the base model on recipes; merging for
+    parameters (here and for GPT-3 175B); fine-tuning the base model on recipe cards; merging for
     zero extra latency (measured); saving a tiny adapter; swapping two adapters on one base.
     '''),
     code('''
@@ -895,7 +915,7 @@ NB03 = [
               f"{2 * lora / 2**20:.0f} MiB in fp16")
     '''),
     md(r'''
-    ## 5. Fine-tuning on recipes
+    ## 5. Fine-tuning on recipe cards
 
     `apply_lora` has frozen every base weight; `fit` trains only what has `requires_grad`, i.e.
     the adapters. For comparison we also run full fine-tuning (every weight trains) on the same
@@ -916,9 +936,12 @@ NB03 = [
     rows = [("base (no fine-tuning)", base, 0),
             ("LoRA r=8 on q, v", model, count_parameters(model)[0]),
             ("full fine-tuning", full, full.num_parameters())]
+    card_loss = {name: val_loss(m, recipe_val) for name, m, _ in rows}
     print(f"{'model':24s} {'trainable':>10s} {'recipes loss':>13s} {'fables loss':>12s}")
     for name, m, trainable in rows:
-        print(f"{name:24s} {trainable:10,d} {val_loss(m, recipe_val):13.3f} {val_loss(m, fables_val):12.3f}")
+        print(f"{name:24s} {trainable:10,d} {card_loss[name]:13.3f} {val_loss(m, fables_val):12.3f}")
+    before, lora_after, full_after = card_loss.values()
+    print(f"LoRA gets {(before - lora_after) / (before - full_after):.0%} of full fine-tuning's improvement on the cards")
     print(f"seconds: LoRA {lora_history['seconds']:.1f}, full {full_history['seconds']:.1f}")
 
     fig, ax = plt.subplots(figsize=(6.5, 3.5))
@@ -933,19 +956,27 @@ NB03 = [
     md(r'''
     What to look for (rounded numbers from a full run; fast mode trains only a few steps):
 
-    * **Recipes.** Fine-tuning lowers the recipe loss from about 0.8 (base) to about 0.56 with
-      LoRA and about 0.29 with full fine-tuning. Full fine-tuning gets further: our recipes come
-      from a small grammar, and 50× more free parameters can learn it in more detail in the
-      same number of steps. LoRA buys its share of the gain with 2% of the trainable weights.
-    * **Fables.** Both fine-tuned models get worse at fables (base about 0.36): the update
-      changes the function on *every* input, not only on recipes. But LoRA forgets much less
-      (about 0.67 against 1.26) — its low-rank update cannot move the model as far — and it
+    * **Recipe cards.** Fine-tuning lowers the loss on the cards from about 1.8 (base) to about
+      0.34 with LoRA and about 0.24 with full fine-tuning. So LoRA gets about 93% of full
+      fine-tuning's improvement, with 2% of the trainable weights. That is the base model's
+      knowledge paying off: the recipes are already in its weights, and writing them in a new
+      layout is a small change. Notebook 04 measures how small, and what happens when the
+      target needs knowledge the base does not have.
+    * **Fables.** Both fine-tuned models get worse at fables (base about 0.34): the update
+      changes the function on *every* input, not only on recipe cards. But LoRA forgets less
+      (about 0.68 against 0.96) — its low-rank update cannot move the model as far — and it
       can unplug its adapter to be the base model again, exactly (section 8). Full fine-tuning
       has overwritten the base.
+
+    Now ask both models for a recipe card. The base model has never seen `Title:`, so it
+    wanders off, often into a fable; the adapter has learned the layout. (Samples from a
+    model this small are rough, and in fast mode the adapter has barely trained.)
     '''),
     code('''
-    prompt = tokenizer.encode("Title:")[None]
-    print(tokenizer.decode(model.generate(prompt, 80 if FAST else 300, temperature=0.7, seed=0)[0]))
+    prompt = tokenizer.encode("Title: Lemon")[None]                       # (1, 12)
+    for name, m in (("base model", base), ("LoRA r=8", model)):
+        print(f"--- {name}, prompt 'Title: Lemon' ---")
+        print(tokenizer.decode(m.generate(prompt, 80 if FAST else 300, temperature=0.5, seed=0)[0]))
     '''),
     md(r'''
     ## 6. Merging: zero extra latency
@@ -1070,7 +1101,7 @@ NB03 = [
         ax.text(j, i, f"{value:.2f}", ha="center", va="center", color="white" if value > grid.mean() else "black")
     plt.show()
 
-    for name, prompt in (("recipes", "Title:"), ("arithmetic", "23+45=")):
+    for name, prompt in (("recipes", "Title: Lemon"), ("arithmetic", "23+45=")):
         set_adapter(model, name)
         ids = tokenizer.encode(prompt)[None]
         print(f"--- adapter {name!r}, prompt {prompt!r}:")
