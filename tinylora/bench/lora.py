@@ -5,7 +5,9 @@
 
 On ``GPTConfig.preset("bench")`` (C=256, L=4, H=4, T=128, vocab 96), batch 16, LoRA r=8 on
 q_proj and v_proj, it compares with full fine-tuning of the same model:
-  - training-step time (forward, backward, AdamW step), median over interleaved samples;
+  - training-step time (forward, backward, AdamW step), median over interleaved samples, with
+    PyTorch's LoRA/full ratio on the same model and batch measured in the same loop (when
+    PyTorch is installed) as a reference for what this machine allows;
   - inference time of the merged and the unmerged LoRA model against the base model;
   - bytes held for training (parameters + gradients + AdamW moments), and the peak resident
     memory of a few training steps, each mode in its own subprocess so they do not share a peak;
@@ -60,8 +62,50 @@ def training_bytes(model: GPT, optimizer) -> int:
     return params + grads + moments
 
 
+def torch_lora_steps(config: GPTConfig, batch: int, torch) -> dict:
+    """{"torch full", "torch lora"}: PyTorch training steps of the same GPT, for a reference ratio.
+
+    The LoRA model freezes every weight and adds ``x Aᵀ Bᵀ · α/r`` to q_proj and v_proj, as
+    tinylora's adapter does; PyTorch's autograd then skips the frozen weights' gradients.
+    """
+    from .gpt import torch_gpt
+
+    nn = torch.nn
+    state = GPT(config, seed=0).state_dict()
+    x, y = (torch.from_numpy(a) for a in batch_of_ids(config, batch))
+
+    class LoRALinear(nn.Module):
+        def __init__(self, base):
+            super().__init__()
+            self.base, r = base, LORA["r"]
+            self.lora_A = nn.Parameter(torch.randn(r, base.in_features) / base.in_features ** 0.5)  # (r, in)
+            self.lora_B = nn.Parameter(torch.zeros(base.out_features, r))                       # (out, r)
+            self.scaling = LORA["lora_alpha"] / r
+
+        def forward(self, h):
+            return self.base(h) + (h @ self.lora_A.T @ self.lora_B.T) * self.scaling
+
+    steps = {}
+    for mode in ("full", "lora"):
+        model = torch_gpt(config, state, torch)
+        if mode == "lora":
+            model.requires_grad_(False)
+            for block in model.blocks:
+                block.attn.q_proj, block.attn.v_proj = LoRALinear(block.attn.q_proj), LoRALinear(block.attn.v_proj)
+        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3, weight_decay=0.0)
+
+        def step(model=model, optimizer=optimizer):
+            _, loss = model(x, y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        steps[f"torch {mode}"] = step
+    return steps
+
+
 def time_training(config, batch, repeat, warmup) -> tuple[dict, dict]:
-    """({mode: median seconds per step}, {mode: training bytes}) for "full" and "lora"."""
+    """({mode: median seconds per step}, {mode: training bytes}) for "full" and "lora", and for
+    "torch full" and "torch lora" when PyTorch is installed, all timed in turn in one loop."""
     x, y = batch_of_ids(config, batch)
     steps, sizes = {}, {}
     for mode in ("full", "lora"):
@@ -69,6 +113,12 @@ def time_training(config, batch, repeat, warmup) -> tuple[dict, dict]:
         steps[mode], optimizer = training_step(model, x, y)
         steps[mode]()
         sizes[mode] = training_bytes(model, optimizer)
+    try:
+        import torch
+    except ImportError:
+        torch = None
+    if torch is not None:
+        steps.update(torch_lora_steps(config, batch, torch))
     return median_times(steps, repeat, warmup), sizes
 
 
@@ -148,6 +198,8 @@ def report(label, batch, steps, sizes, inference, memory, files) -> None:
     print(f"\nLoRA vs full fine-tuning on {label}, batch {batch}, r={LORA['r']} on {'+'.join(LORA['target_modules'])}")
     print(f"{'measure':<36}{'LoRA':>12}{'reference':>12}{'ratio':>9}   target")
     print(_row("train step ms (vs full)", steps["lora"] * 1e3, steps["full"] * 1e3, "2f", TARGETS["train step"]))
+    if "torch lora" in steps:
+        print(_row("  PyTorch, same model and batch", steps["torch lora"] * 1e3, steps["torch full"] * 1e3, "2f"))
     print(_row("merged inference ms (vs base)", inference["merged"] * 1e3, inference["base"] * 1e3, "2f",
                TARGETS["merged inference"]))
     print(_row("unmerged inference ms (vs base)", inference["unmerged"] * 1e3, inference["base"] * 1e3, "2f"))
