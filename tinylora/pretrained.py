@@ -67,7 +67,7 @@ def base_corpus_text(n_chars: int = PRETRAIN_DEFAULTS["corpus_chars"], seed: int
 
 
 def base_corpus_splits(n_chars: int = PRETRAIN_DEFAULTS["corpus_chars"], seed: int = 0):
-    """Token ids of the base corpus (mostly fables), split into (train, validation)."""
+    """Token ids of the base corpus (the BASE_MIXTURE), split into (train, validation)."""
     return train_val_split(CharTokenizer().encode(base_corpus_text(n_chars, seed)), 0.1)
 
 
