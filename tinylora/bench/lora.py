@@ -6,8 +6,8 @@
 On ``GPTConfig.preset("bench")`` (C=256, L=4, H=4, T=128, vocab 96), batch 16, LoRA r=8 on
 q_proj and v_proj, it compares with full fine-tuning of the same model:
   - training-step time (forward, backward, AdamW step), median over interleaved samples, with
-    PyTorch's LoRA/full ratio on the same model and batch measured in the same loop (when
-    PyTorch is installed) as a reference for what this machine allows;
+    PyTorch's LoRA/full ratio on the same model and batch measured right after (when PyTorch is
+    installed) as a reference for what this machine allows;
   - inference time of the merged and the unmerged LoRA model against the base model;
   - bytes held for training (parameters + gradients + AdamW moments), and the peak resident
     memory of a few training steps, each mode in its own subprocess so they do not share a peak;
@@ -105,7 +105,7 @@ def torch_lora_steps(config: GPTConfig, batch: int, torch) -> dict:
 
 def time_training(config, batch, repeat, warmup) -> tuple[dict, dict]:
     """({mode: median seconds per step}, {mode: training bytes}) for "full" and "lora", and for
-    "torch full" and "torch lora" when PyTorch is installed, all timed in turn in one loop."""
+    "torch full" and "torch lora" when PyTorch is installed (each pair timed in turn in one loop)."""
     x, y = batch_of_ids(config, batch)
     steps, sizes = {}, {}
     for mode in ("full", "lora"):
@@ -113,13 +113,14 @@ def time_training(config, batch, repeat, warmup) -> tuple[dict, dict]:
         steps[mode], optimizer = training_step(model, x, y)
         steps[mode]()
         sizes[mode] = training_bytes(model, optimizer)
+    times = median_times(steps, repeat, warmup)
     try:
         import torch
     except ImportError:
-        torch = None
-    if torch is not None:
-        steps.update(torch_lora_steps(config, batch, torch))
-    return median_times(steps, repeat, warmup), sizes
+        return times, sizes
+    # A loop of its own: PyTorch's worker threads stay busy for a while after each of its steps,
+    # and would slow whichever tinylora step came next.
+    return {**times, **median_times(torch_lora_steps(config, batch, torch), repeat, warmup)}, sizes
 
 
 def time_inference(config, batch, repeat, warmup) -> dict:
