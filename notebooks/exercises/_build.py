@@ -13,6 +13,10 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # only building needs nbformat: the exercise list itself imports without it
+    import nbformat
 
 HERE = Path(__file__).resolve().parent
 KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
@@ -282,7 +286,7 @@ is a handy way to mask. Exercise 5's mask is what you need here.""",
 
 def build(ex: Exercise) -> nbformat.NotebookNode:
     """The notebook for one exercise, with fixed cell ids and no outputs."""
-    import nbformat  # only building needs it: the exercise list itself imports without it
+    import nbformat
 
     nb = nbformat.v4.new_notebook()
     nb.metadata = {"kernelspec": dict(KERNELSPEC), "language_info": {"name": "python"}}
