@@ -27,15 +27,10 @@ def synchronize():
 
 
 def median_ms(fn, repeat=15, warmup=3, sync=False) -> float:
-    times = []
-    for i in range(warmup + repeat):
-        start = time.perf_counter()
-        fn()
-        if sync:
-            synchronize()
-        if i >= warmup:
-            times.append(time.perf_counter() - start)
-    return 1e3 * float(np.median(times))
+    """Median milliseconds of ``fn()``; with ``sync``, each call also waits for the GPU to finish."""
+    from tinylora.bench.common import median_time
+
+    return 1e3 * median_time((lambda: (fn(), synchronize())) if sync else fn, repeat, warmup)
 
 
 def agreement() -> None:

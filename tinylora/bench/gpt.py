@@ -124,11 +124,9 @@ def torch_gpt(config: GPTConfig, state_dict, torch):
     return model
 
 
-def torch_step(config: GPTConfig, batch: int, torch, state_dict):
-    """One PyTorch training step of the same model, from the same weights, on the same batch."""
-    model = torch_gpt(config, state_dict, torch)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=WEIGHT_DECAY)
-    x, y = (torch.from_numpy(a) for a in batch_of_ids(config, batch))
+def torch_training_step(model, x, y, torch, lr: float = LR, weight_decay: float = WEIGHT_DECAY):
+    """A zero-argument PyTorch training step (forward, backward, AdamW on the trainable parameters)."""
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=weight_decay)
 
     def step():
         _, loss = model(x, y)
@@ -136,6 +134,12 @@ def torch_step(config: GPTConfig, batch: int, torch, state_dict):
         loss.backward()
         optimizer.step()
     return step
+
+
+def torch_step(config: GPTConfig, batch: int, torch, state_dict):
+    """One PyTorch training step of the same model, from the same weights, on the same batch."""
+    x, y = (torch.from_numpy(a) for a in batch_of_ids(config, batch))
+    return torch_training_step(torch_gpt(config, state_dict, torch), x, y, torch)
 
 
 # ---- running and printing ----------------------------------------------------------------

@@ -68,7 +68,7 @@ def torch_lora_steps(config: GPTConfig, batch: int, torch) -> dict:
     The LoRA model freezes every weight and adds ``x Aᵀ Bᵀ · α/r`` to q_proj and v_proj, as
     tinylora's adapter does; PyTorch's autograd then skips the frozen weights' gradients.
     """
-    from .gpt import torch_gpt
+    from .gpt import torch_gpt, torch_training_step
 
     nn = torch.nn
     state = GPT(config, seed=0).state_dict()
@@ -92,14 +92,7 @@ def torch_lora_steps(config: GPTConfig, batch: int, torch) -> dict:
             model.requires_grad_(False)
             for block in model.blocks:
                 block.attn.q_proj, block.attn.v_proj = LoRALinear(block.attn.q_proj), LoRALinear(block.attn.v_proj)
-        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3, weight_decay=0.0)
-
-        def step(model=model, optimizer=optimizer):
-            _, loss = model(x, y)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-        steps[f"torch {mode}"] = step
+        steps[f"torch {mode}"] = torch_training_step(model, x, y, torch, lr=1e-3, weight_decay=0.0)
     return steps
 
 

@@ -235,6 +235,15 @@ def _lora_series(rows: list[dict], task: str) -> dict:
     return {v: sorted(rs, key=lambda r: r["rank"]) for v, rs in series.items()}
 
 
+def _required_lora_series(rows: list[dict], task: str) -> dict:
+    """``_lora_series``, or MissingData naming the task and its metric when it has no LoRA run."""
+    series = _lora_series(rows, task)
+    if not series:
+        metric = "rel_error" if task == "planted" else "val_loss"
+        raise MissingData(f"no LoRA runs of the {task} task with a {metric}")
+    return series
+
+
 def _main_variant(series: dict) -> tuple:
     """The LoRA variant with the most ranks (the sweep's default targets, usually)."""
     return max(sorted(series), key=lambda v: len(series[v]))
@@ -295,9 +304,7 @@ def _markdown_table(rows: list[dict]) -> list[str]:
 
 def interpret_planted(results: list[dict], rows: list[dict]) -> str:
     """"knee at r=4 (k*=4)": the first rank within ``KNEE_FACTOR``× full fine-tuning's error."""
-    series = _lora_series(rows, "planted")
-    if not series:
-        raise MissingData("no LoRA runs with a rel_error")
+    series = _required_lora_series(rows, "planted")
     curve = series[_main_variant(series)]
     full = _full_row(rows, "planted")
     floor = full["mean"] if full else min(r["mean"] for r in curve)
@@ -323,9 +330,7 @@ def _recovery_choice(curve: list[dict], base: float, full: float) -> tuple[dict,
 
 def interpret_loss_task(results: list[dict], rows: list[dict], task: str) -> str:
     """"LoRA r=4 recovers 93% of full fine-tuning's improvement with 1.0% of parameters trainable"."""
-    series = _lora_series(rows, task)
-    if not series:
-        raise MissingData("no LoRA runs with a val_loss")
+    series = _required_lora_series(rows, task)
     curve = series[_main_variant(series)]
     full, base = _full_row(rows, task), _base_loss(_task_runs(results, task))
     if full is None or base is None or base == full["mean"]:
@@ -445,9 +450,7 @@ def _preferred_task(runs: list[dict], order=("domain", "planted", "budget", "sca
 def figure_domain_metric_vs_rank(results: list[dict]) -> Figure:
     """Held-out loss (and accuracy, if the task has one) of the domain task against LoRA rank."""
     rows = summarize(_task_runs(results, "domain"))
-    series = _lora_series(rows, "domain")
-    if not series:
-        raise MissingData("no LoRA runs of the domain task with a val_loss")
+    series = _required_lora_series(rows, "domain")
     full, base = _full_row(rows, "domain"), _base_loss(_task_runs(results, "domain"))
     lora_rows = [r for c in series.values() for r in c]
     has_accuracy = any(r["accuracy"] is not None for r in lora_rows)
@@ -660,9 +663,7 @@ def _some_ticks(n: int, most: int = 9) -> list[int]:
 def figure_planted_knee(results: list[dict]) -> Figure:
     """Relative error of the planted task against LoRA rank, with the planted rank k* marked."""
     rows = summarize(_task_runs(results, "planted"))
-    series = _lora_series(rows, "planted")
-    if not series:
-        raise MissingData("no LoRA runs of the planted task with a rel_error")
+    series = _required_lora_series(rows, "planted")
     full, k_star = _full_row(rows, "planted"), _k_star(_task_runs(results, "planted"))
     lora_rows = [r for c in series.values() for r in c]
     fig, axes = _figure("Recovering a planted rank-k* update: error vs LoRA rank",
@@ -730,9 +731,7 @@ def figure_budget(results: list[dict]) -> Figure:
 def figure_scaling(results: list[dict]) -> Figure:
     """Held-out loss against rank under α/r (LoRA) and α/√r (rsLoRA) scaling."""
     rows = summarize(_task_runs(results, "scaling"))
-    series = _lora_series(rows, "scaling")
-    if not series:
-        raise MissingData("no LoRA runs of the scaling task with a val_loss")
+    series = _required_lora_series(rows, "scaling")
     lora_rows = [r for c in series.values() for r in c]
     fig, axes = _figure("Scaling the adapter: α/r (LoRA) vs α/√r (rsLoRA)",
                         f"{_seed_note(lora_rows)} With α/r the update shrinks as r grows, so large ranks can learn "
