@@ -21,7 +21,7 @@ import math
 import numbers
 
 from .backend import device_of, get_array_module, scatter_add
-from .tensor import Tensor, _result, _unbroadcast
+from .tensor import Tensor, _result, unbroadcast
 
 __all__ = ["linear", "softmax", "log_softmax", "cross_entropy", "layer_norm", "gelu", "dropout", "embedding",
            "scaled_dot_product_attention", "where", "concat", "stack"]
@@ -452,16 +452,16 @@ def scaled_dot_product_attention(q, k, v, causal: bool = True) -> Tensor:
     out = probs @ v.data  # (..., T, hv)
 
     def backward(g):  # g: (..., T, hv)
-        gv = _unbroadcast(probs.swapaxes(-1, -2) @ g, v.shape) if v.requires_grad else None
+        gv = unbroadcast(probs.swapaxes(-1, -2) @ g, v.shape) if v.requires_grad else None
         gq = gk = None
         if q.requires_grad or k.requires_grad:
             gs = g @ v.data.swapaxes(-1, -2)  # (..., T, S): d loss / d probs, then / d scores in place
             gs -= (g * out).sum(axis=-1, keepdims=True)  # <dprobs, probs> per row equals <g, out>
             gs *= probs  # softmax backward
             if q.requires_grad:
-                gq = _unbroadcast(gs @ k.data, q.shape)  # (..., T, hd)
+                gq = unbroadcast(gs @ k.data, q.shape)  # (..., T, hd)
                 gq *= scale
-            gk = _unbroadcast(gs.swapaxes(-1, -2) @ q_scaled, k.shape) if k.requires_grad else None
+            gk = unbroadcast(gs.swapaxes(-1, -2) @ q_scaled, k.shape) if k.requires_grad else None
         return gq, gk, gv
     return _result(out, (q, k, v), backward)
 
@@ -508,8 +508,8 @@ def where(cond, a, b) -> Tensor:
         raise ValueError(f"where: shapes do not broadcast: cond {c.shape}, a {a.shape}, b {b.shape}") from None
 
     def backward(g):
-        ga = _unbroadcast(xp.where(c, g, 0), a.shape) if a.requires_grad else None
-        gb = _unbroadcast(xp.where(c, 0, g), b.shape) if b.requires_grad else None
+        ga = unbroadcast(xp.where(c, g, 0), a.shape) if a.requires_grad else None
+        gb = unbroadcast(xp.where(c, 0, g), b.shape) if b.requires_grad else None
         return ga, gb
     return _result(out, (a, b), backward)
 

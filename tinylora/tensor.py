@@ -70,7 +70,7 @@ def _to_array(data, dtype):
     return array
 
 
-def _unbroadcast(g, shape):
+def unbroadcast(g, shape):
     """Sum a gradient back down to ``shape``, undoing NumPy broadcasting."""
     if g.shape == shape:
         return g
@@ -162,6 +162,42 @@ class Tensor:
         """A host NumPy copy of the data."""
         return np.array(asnumpy(self.data), copy=True)  # host-ok
 
+    # ---- the graph, read-only -----------------------------------------------------------
+    @property
+    def parents(self) -> tuple:
+        """The tensors this one was computed from (empty for a leaf, or once backward released it)."""
+        return tuple(self._parents)
+
+    @property
+    def op_name(self) -> str | None:
+        """The name of the function whose backward made this tensor, e.g. ``"__mul__"``; None for a leaf."""
+        if self._backward is None or self._backward is _released:
+            return None
+        return self._backward.__qualname__.split(".<locals>")[0].split(".")[-1]
+
+    @classmethod
+    def from_op(cls, data, parents, backward) -> "Tensor":
+        """The public way to define an op: wrap its output ``data`` and record how to differentiate it.
+
+        ``backward(g)`` maps the output's gradient ``g`` to one gradient per parent (``None`` for a
+        parent that needs none). The graph is recorded only when a parent requires grad.
+
+        >>> def sin(t):
+        ...     xp = t.xp
+        ...     return Tensor.from_op(xp.sin(t.data), (t,), lambda g: (g * xp.cos(t.data),))
+        >>> x = Tensor([0.0, 1.0], requires_grad=True)
+        >>> sin(x).sum().backward()
+        >>> x.grad.round(4)
+        array([1.    , 0.5403], dtype=float32)
+        """
+        parents = tuple(parents)
+        for p in parents:
+            if not isinstance(p, Tensor):
+                raise TypeError(f"Tensor.from_op: parents must be Tensors, got {type(p).__name__}")
+        if not callable(backward):
+            raise TypeError(f"Tensor.from_op: backward must be callable, got {type(backward).__name__}")
+        return _result(data, parents, backward)
+
     def detach(self) -> "Tensor":
         """The same data, cut from the graph."""
         return _new_tensor(self.data)
@@ -187,24 +223,24 @@ class Tensor:
         a, b = self, self._lift(other)
 
         def backward(g):
-            return (_unbroadcast(g, a.shape) if a.requires_grad else None,
-                    _unbroadcast(g, b.shape) if b.requires_grad else None)
+            return (unbroadcast(g, a.shape) if a.requires_grad else None,
+                    unbroadcast(g, b.shape) if b.requires_grad else None)
         return _result(a.data + b.data, (a, b), backward)
 
     def __mul__(self, other):
         a, b = self, self._lift(other)
 
         def backward(g):
-            return (_unbroadcast(g * b.data, a.shape) if a.requires_grad else None,
-                    _unbroadcast(g * a.data, b.shape) if b.requires_grad else None)
+            return (unbroadcast(g * b.data, a.shape) if a.requires_grad else None,
+                    unbroadcast(g * a.data, b.shape) if b.requires_grad else None)
         return _result(a.data * b.data, (a, b), backward)
 
     def __truediv__(self, other):
         a, b = self, self._lift(other)
 
         def backward(g):
-            return (_unbroadcast(g / b.data, a.shape) if a.requires_grad else None,
-                    _unbroadcast(-g * a.data / (b.data * b.data), b.shape) if b.requires_grad else None)
+            return (unbroadcast(g / b.data, a.shape) if a.requires_grad else None,
+                    unbroadcast(-g * a.data / (b.data * b.data), b.shape) if b.requires_grad else None)
         return _result(a.data / b.data, (a, b), backward)
 
     def __pow__(self, exponent):
@@ -223,8 +259,8 @@ class Tensor:
         a, b = self, self._lift(other)
 
         def backward(g):
-            return (_unbroadcast(g, a.shape) if a.requires_grad else None,
-                    _unbroadcast(-g, b.shape) if b.requires_grad else None)
+            return (unbroadcast(g, a.shape) if a.requires_grad else None,
+                    unbroadcast(-g, b.shape) if b.requires_grad else None)
         return _result(a.data - b.data, (a, b), backward)
 
     def __rsub__(self, other):
@@ -250,11 +286,11 @@ class Tensor:
         def backward(g):  # g: (..., m, n)
             ga = gb = None
             if a.requires_grad:
-                ga = _unbroadcast(_matmul(g, b.data.swapaxes(-1, -2)), a.shape)  # (..., m, k)
+                ga = unbroadcast(_matmul(g, b.data.swapaxes(-1, -2)), a.shape)  # (..., m, k)
             if b.requires_grad and b.ndim == 2:  # one GEMM over all batch rows
                 gb = a.data.reshape(-1, a.shape[-1]).T @ g.reshape(-1, g.shape[-1])  # (k, n)
             elif b.requires_grad:
-                gb = _unbroadcast(a.data.swapaxes(-1, -2) @ g, b.shape)  # (..., k, n)
+                gb = unbroadcast(a.data.swapaxes(-1, -2) @ g, b.shape)  # (..., k, n)
             return ga, gb
         return _result(out, (a, b), backward)
 
@@ -349,7 +385,7 @@ class Tensor:
                 raise ValueError(f"backward(grad) needs grad of shape {self.shape}, got {grad.shape}")
             grad = grad.astype(self.dtype, copy=False)
         grads = {id(self): grad}
-        for node in reversed(_topological_order(self)):
+        for node in reversed(topological_order(self)):
             g = grads.pop(id(node))
             if node._backward is None:  # a leaf: accumulate
                 if node.grad is None:
@@ -364,8 +400,13 @@ class Tensor:
                 node._parents, node._backward = (), _released
 
 
-def _topological_order(root):
-    """Nodes that need a gradient, inputs before outputs (iterative DFS: no recursion limit)."""
+def topological_order(root: Tensor) -> list:
+    """Nodes that need a gradient, inputs before outputs (iterative DFS: no recursion limit).
+
+    >>> x = Tensor([2.0], requires_grad=True)
+    >>> [t.op_name for t in topological_order(x * x + x)]
+    [None, '__mul__', '__add__']
+    """
     order, seen, stack = [], set(), [(root, False)]
     while stack:
         node, expanded = stack.pop()

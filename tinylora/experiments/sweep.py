@@ -6,8 +6,10 @@ at most the runs in flight. Re-running the same command skips finished runs (res
 ``DIR/sweep.json`` records the sweep's config; a different sweep in the same folder is refused.
 
 Executors: serial (default), a local process pool (``workers > 1``), or a Dask cluster
-(``scheduler="tcp://host:port"``, via ``Client.get_executor()``). Each run is seeded, so the
-numbers do not depend on which executor ran it.
+(``scheduler="tcp://host:port"``, via ``Client.get_executor()``). Each run is seeded and pins
+its BLAS thread count (``tasks.RUN_BLAS_THREADS``), so on one machine the numbers are
+bit-identical whichever executor ran them; across machines with other BLAS kernels they agree
+to about 1e-6.
 """
 from __future__ import annotations
 
@@ -178,18 +180,9 @@ def make_executor(workers: int = 1, scheduler: str | None = None):
     if workers == 1:
         return SerialExecutor(), "serial", None
     import multiprocessing
-    return (cf.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_limit_threads, initargs=(max(1, (os.cpu_count() or 1) // workers),)),
+    # each run pins its own BLAS thread count (tasks.RUN_BLAS_THREADS), in workers as in serial
+    return (cf.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")),
             f"{workers} processes", None)
-
-
-def _limit_threads(n: int) -> None:
-    """Give each worker process its share of the cores, so workers do not fight over BLAS threads."""
-    try:
-        from threadpoolctl import threadpool_limits
-        threadpool_limits(n)
-    except ImportError:
-        pass
 
 
 def _shutdown(executor) -> None:

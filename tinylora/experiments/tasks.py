@@ -24,6 +24,7 @@ import time
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from .. import __version__
 from ..checkpoint import save_model
@@ -44,6 +45,10 @@ TASKS = ("planted", "domain", "budget", "scaling")
 TASK_DEFAULTS = {"planted": dict(steps=150, lr=3e-2, full_lr=1e-2, init="gaussian"),
                  "domain": dict(steps=100, lr=2e-2, full_lr=1e-3, init="kaiming")}
 EVAL_BATCHES = 6
+# Every run, whichever executor runs it, uses this many BLAS threads: a GEMM's summation order
+# depends on the thread count, so pinning it makes one machine's numbers bit-identical between
+# the serial, process-pool and Dask executors. (Machines with other BLAS kernels agree to ~1e-6.)
+RUN_BLAS_THREADS = 1
 # LoRA paper, Table 5: the same number of adapter parameters spent on different matrices.
 BUDGET_CONFIGS = ((("q_proj",), 8), (("v_proj",), 8), (("q_proj", "v_proj"), 4),
                   (("q_proj", "k_proj", "v_proj", "o_proj"), 2))
@@ -89,10 +94,11 @@ def run(spec: RunSpec | dict, progress: bool = False) -> dict:
     """Run one configuration and return its results line (see ``docs/analysis.md`` for the schema)."""
     spec = RunSpec.from_dict(spec) if isinstance(spec, dict) else spec
     start = time.perf_counter()
-    result = (_run_planted if spec.task == "planted" else _run_domain)(spec, progress)
+    with threadpool_limits(limits=RUN_BLAS_THREADS, user_api="blas"):
+        result = (_run_planted if spec.task == "planted" else _run_domain)(spec, progress)
     trainable, total = result.pop("_counts")
     targets = spec.planted_layers if spec.task == "planted" else spec.targets
-    result.update(run_id=spec.run_id, task=spec.task, method=spec.method, rank=spec.rank,
+    result.update(blas_threads=RUN_BLAS_THREADS, run_id=spec.run_id, task=spec.task, method=spec.method, rank=spec.rank,
                   targets=list(targets), alpha=spec.alpha, rslora=spec.rslora, seed=spec.seed,
                   steps=spec.steps, lr=spec.lr, spec=spec.to_dict(), trainable_params=trainable,
                   total_params=total, trainable_fraction=trainable / total,
