@@ -28,7 +28,7 @@ import numpy as np
 
 from . import functional as F
 from .experiments.analysis import subspace_similarity as _reference_subspace_similarity
-from .gpt import GPT, GPTConfig
+from .models.gpt import GPT, GPTConfig
 from .lora import LoraConfig, LoRALinear, apply_lora, count_parameters, lora_layers
 from .nn import Linear
 from .tensor import Tensor

@@ -8,7 +8,7 @@ is not zero and training can begin (if both were zero, neither would ever move).
 Names follow PEFT / loralib: ``LoraConfig``, ``apply_lora`` (PEFT's get_peft_model),
 ``print_trainable_parameters``, ``merge_and_unload``, ``set_adapter``, ``disable_adapters``.
 
->>> from tinylora.gpt import GPT, GPTConfig
+>>> from tinylora.models import GPT, GPTConfig
 >>> model = apply_lora(GPT(GPTConfig.preset("nano")), LoraConfig(r=4, lora_alpha=8))
 >>> print_trainable_parameters(model)   # 2 layers x (q_proj, v_proj) x 4·(32 + 32) = 1,024
 trainable params: 1,024 || all params: 33,664 || trainable%: 3.0418
@@ -36,7 +36,7 @@ import numpy as np
 
 from . import functional as F
 from .backend import asnumpy, get_array_module, to_device
-from .checkpoint import atomic_writer, load_safetensors, save_safetensors
+from .io import atomic_writer, load_safetensors, save_safetensors
 from .nn import Dropout, Linear, Module, Parameter
 from .tensor import Tensor
 
@@ -404,7 +404,7 @@ def apply_lora(model: Module, config: LoraConfig, adapter_name: str = "default")
     Injects ``adapter_name`` into the targeted Linear layers, makes it active, freezes every other
     parameter and leaves its A and B (and the biases ``config.bias`` asks for) trainable.
 
-    >>> from tinylora.gpt import GPT, GPTConfig
+    >>> from tinylora.models import GPT, GPTConfig
     >>> model = apply_lora(GPT(GPTConfig.preset("nano")), LoraConfig(r=2, target_modules=["q_proj"]))
     >>> [name for name, p in model.named_parameters() if p.requires_grad]
     ['blocks.0.attn.q_proj.adapters.default.lora_A', 'blocks.0.attn.q_proj.adapters.default.lora_B', \
@@ -467,7 +467,7 @@ def mark_only_lora_as_trainable(model: Module, bias: str = "none") -> None:
 def disable_adapters(model: Module):
     """Within the block the model computes with its base weights only (unmerged models).
 
-    >>> from tinylora.gpt import GPT, GPTConfig
+    >>> from tinylora.models import GPT, GPTConfig
     >>> model = apply_lora(GPT(GPTConfig.preset("nano")), LoraConfig(r=2))
     >>> with disable_adapters(model):
     ...     logits, _ = model(np.zeros((1, 4), dtype=np.int64))
@@ -538,7 +538,7 @@ def print_trainable_parameters(model: Module) -> None:
 def lora_plus_param_groups(model: Module, lr: float, ratio: float = 16.0, weight_decay: float = 0.0) -> list[dict]:
     """Optimizer groups for LoRA+: the B matrices get ``ratio × lr``; every other trainable parameter ``lr``.
 
-    >>> from tinylora.gpt import GPT, GPTConfig
+    >>> from tinylora.models import GPT, GPTConfig
     >>> groups = lora_plus_param_groups(apply_lora(GPT(GPTConfig.preset("nano")), LoraConfig(r=2)), lr=1e-3)
     >>> [(len(g["params"]), g["lr"]) for g in groups]
     [(4, 0.001), (4, 0.016)]

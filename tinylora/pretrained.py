@@ -16,9 +16,10 @@ from importlib import resources
 
 import numpy as np
 
-from .checkpoint import load_model, save_model
+from .io import save_model
+from .models import load_model
 from .data import CharTokenizer, load_corpus, train_val_split
-from .gpt import GPT, GPTConfig
+from .models.gpt import GPT, GPTConfig
 from .train import estimate_loss, fit
 
 BASE_CORPUS = "fables"

@@ -1,7 +1,7 @@
 """The training loop: batches, AdamW, warmup + cosine schedule, clipping, eval, history.
 
 >>> import numpy as np
->>> from tinylora.gpt import GPT, GPTConfig
+>>> from tinylora.models import GPT, GPTConfig
 >>> model = GPT(GPTConfig.preset("nano"))
 >>> ids = np.arange(500) % 7
 >>> history = fit(model, ids, steps=5, batch_size=4, progress=False)

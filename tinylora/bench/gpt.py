@@ -22,7 +22,7 @@ import statistics
 
 import numpy as np
 
-from ..gpt import GPT, GPTConfig
+from ..models.gpt import GPT, GPTConfig
 from .common import environment_report, median_time, timing_samples, training_step
 
 TARGET = 1.0  # tinylora step time <= PyTorch's on the bench config

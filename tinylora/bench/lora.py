@@ -27,8 +27,8 @@ import tracemalloc
 import numpy as np
 
 from .. import lora
-from ..checkpoint import save_model
-from ..gpt import GPT, GPTConfig
+from ..io import save_model
+from ..models.gpt import GPT, GPTConfig
 from ..tensor import no_grad
 from .common import environment_report, median_times, training_step
 

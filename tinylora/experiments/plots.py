@@ -33,7 +33,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullLocator
 
-from ..checkpoint import atomic_writer
+from ..io import atomic_writer
 from .analysis import (
     effective_rank, energy_rank, cumulative_energy, knee_rank, recovered_fraction, subspace_similarity_grid,
 )

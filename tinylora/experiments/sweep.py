@@ -21,7 +21,7 @@ import time
 from dataclasses import asdict, dataclass
 from urllib.parse import urlparse
 
-from ..checkpoint import atomic_writer
+from ..io import atomic_writer
 from .tasks import BUDGET_CONFIGS, TASK_DEFAULTS, TASKS, RunSpec, run
 
 DEFAULT_RANKS = (1, 2, 4, 8, 16, 32)

@@ -27,7 +27,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from .. import __version__
-from ..checkpoint import save_model
+from ..io import save_model
 from ..data import (CharTokenizer, get_batch, load_corpus, make_arithmetic_problems, score_arithmetic,
                     train_val_split)
 from ..lora import (LoraConfig, apply_lora, count_parameters, get_delta_weights, lora_layers, save_adapter,

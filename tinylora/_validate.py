@@ -1,0 +1,104 @@
+"""The argument checks every module shares, so the math is not buried in guards.
+
+Each check names the argument, the value it got and what was expected, raises ``TypeError``
+for the wrong kind of value and ``ValueError`` for a value out of range, and returns the value
+in its plain Python form. ``where`` names the caller, e.g. ``"LoraConfig"``.
+
+>>> check_int("r", 8, low=1)
+8
+>>> check_int("r", 0, low=1, where="LoraConfig")
+Traceback (most recent call last):
+...
+ValueError: LoraConfig: r must be an int >= 1, got 0
+>>> check_real("lr", True)
+Traceback (most recent call last):
+...
+TypeError: lr must be a number, got True (bool)
+"""
+from __future__ import annotations
+
+import math
+import numbers
+import os
+
+__all__ = ["check_int", "check_real", "check_probability", "check_bool", "check_choice", "check_path",
+           "is_int", "is_real"]
+
+
+def _prefix(where: str) -> str:
+    return f"{where}: " if where else ""
+
+
+def is_int(value) -> bool:
+    """True for Python and NumPy integers, False for bools (``True`` is an int in Python)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def is_real(value) -> bool:
+    """True for Python and NumPy real numbers, False for bools."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _bounds(low, high, low_inclusive=True, high_inclusive=True) -> str:
+    parts = []
+    if low is not None:
+        parts.append(f"{'>=' if low_inclusive else '>'} {low}")
+    if high is not None:
+        parts.append(f"{'<=' if high_inclusive else '<'} {high}")
+    return " and ".join(parts)
+
+
+def check_int(name: str, value, *, low: int | None = None, high: int | None = None, where: str = "") -> int:
+    """An int (not a bool) in [low, high]; either bound may be None."""
+    if not is_int(value):
+        raise TypeError(f"{_prefix(where)}{name} must be an int, got {value!r} ({type(value).__name__})")
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise ValueError(f"{_prefix(where)}{name} must be an int {_bounds(low, high)}, got {value!r}")
+    return int(value)
+
+
+def check_real(name: str, value, *, low: float | None = None, high: float | None = None,
+               low_inclusive: bool = True, high_inclusive: bool = True, finite: bool = True,
+               where: str = "") -> float:
+    """A real number (not a bool), finite unless ``finite=False``, within the given bounds."""
+    if not is_real(value):
+        raise TypeError(f"{_prefix(where)}{name} must be a number, got {value!r} ({type(value).__name__})")
+    value = float(value)
+    if math.isnan(value) or (finite and math.isinf(value)):
+        raise ValueError(f"{_prefix(where)}{name} must be a finite number, got {value!r}")
+    too_low = low is not None and (value < low if low_inclusive else value <= low)
+    too_high = high is not None and (value > high if high_inclusive else value >= high)
+    if too_low or too_high:
+        bounds = _bounds(low, high, low_inclusive, high_inclusive)
+        raise ValueError(f"{_prefix(where)}{name} must be a number {bounds}, got {value!r}")
+    return value
+
+
+def check_probability(name: str, value, *, allow_one: bool = False, where: str = "") -> float:
+    """A probability in [0, 1) (or [0, 1] with ``allow_one=True``), such as a dropout rate."""
+    return check_real(name, value, low=0.0, high=1.0, high_inclusive=allow_one, where=where)
+
+
+def check_bool(name: str, value, *, where: str = "") -> bool:
+    """Exactly True or False (not 0/1, not a string)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{_prefix(where)}{name} must be True or False, got {value!r} ({type(value).__name__})")
+    return value
+
+
+def check_choice(name: str, value, choices, *, where: str = ""):
+    """One of ``choices`` (compared with ==)."""
+    if value not in tuple(choices):
+        raise ValueError(f"{_prefix(where)}{name} must be one of {list(choices)}, got {value!r}")
+    return value
+
+
+def check_path(name: str, value, *, where: str = "") -> str:
+    """A str or os.PathLike that is not empty; returned as a str."""
+    if not isinstance(value, (str, os.PathLike)):
+        raise TypeError(f"{_prefix(where)}{name} must be a path (str or os.PathLike), "
+                        f"got {value!r} ({type(value).__name__})")
+    path = os.fspath(value)
+    if not path:
+        raise ValueError(f"{_prefix(where)}{name} must be a non-empty path, got {value!r}")
+    return path
