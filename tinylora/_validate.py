@@ -9,7 +9,7 @@ in its plain Python form. ``where`` names the caller, e.g. ``"LoraConfig"``.
 >>> check_int("r", 0, low=1, where="LoraConfig")
 Traceback (most recent call last):
 ...
-ValueError: LoraConfig: r must be an int >= 1, got 0
+ValueError: LoraConfig: r must be a positive int, got 0
 >>> check_real("lr", True)
 Traceback (most recent call last):
 ...
@@ -21,8 +21,10 @@ import math
 import numbers
 import os
 
+import numpy as np
+
 __all__ = ["check_int", "check_real", "check_probability", "check_bool", "check_choice", "check_path",
-           "is_int", "is_real"]
+           "check_float_dtype", "is_int", "is_real"]
 
 
 def _prefix(where: str) -> str:
@@ -40,12 +42,21 @@ def is_real(value) -> bool:
 
 
 def _bounds(low, high, low_inclusive=True, high_inclusive=True) -> str:
-    parts = []
+    """'in [0, 1)', '>= 0', '> 0' or '<= 5': the expected range in words a reader knows."""
+    low, high = (None if b is None else f"{b:g}" for b in (low, high))
+    if low is not None and high is not None:
+        return f"in {'[' if low_inclusive else '('}{low}, {high}{']' if high_inclusive else ')'}"
     if low is not None:
-        parts.append(f"{'>=' if low_inclusive else '>'} {low}")
-    if high is not None:
-        parts.append(f"{'<=' if high_inclusive else '<'} {high}")
-    return " and ".join(parts)
+        return f"{'>=' if low_inclusive else '>'} {low}"
+    return f"{'<=' if high_inclusive else '<'} {high}"
+
+
+def _int_kind(low, high) -> str:
+    if high is None and low == 1:
+        return "a positive int"
+    if high is None and low == 0:
+        return "a non-negative int"
+    return f"an int {_bounds(low, high)}"
 
 
 def check_int(name: str, value, *, low: int | None = None, high: int | None = None, where: str = "") -> int:
@@ -53,7 +64,7 @@ def check_int(name: str, value, *, low: int | None = None, high: int | None = No
     if not is_int(value):
         raise TypeError(f"{_prefix(where)}{name} must be an int, got {value!r} ({type(value).__name__})")
     if (low is not None and value < low) or (high is not None and value > high):
-        raise ValueError(f"{_prefix(where)}{name} must be an int {_bounds(low, high)}, got {value!r}")
+        raise ValueError(f"{_prefix(where)}{name} must be {_int_kind(low, high)}, got {value!r}")
     return int(value)
 
 
@@ -82,7 +93,8 @@ def check_probability(name: str, value, *, allow_one: bool = False, where: str =
 def check_bool(name: str, value, *, where: str = "") -> bool:
     """Exactly True or False (not 0/1, not a string)."""
     if not isinstance(value, bool):
-        raise TypeError(f"{_prefix(where)}{name} must be True or False, got {value!r} ({type(value).__name__})")
+        raise TypeError(f"{_prefix(where)}{name} must be True or False, "
+                        f"got {value!r} ({type(value).__name__})")
     return value
 
 
@@ -102,3 +114,15 @@ def check_path(name: str, value, *, where: str = "") -> str:
     if not path:
         raise ValueError(f"{_prefix(where)}{name} must be a non-empty path, got {value!r}")
     return path
+
+
+def check_float_dtype(name: str, dtype, *, where: str = "") -> np.dtype:
+    """A NumPy floating dtype (np.float16/32/64 or its name); returned as ``np.dtype``."""
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"{_prefix(where)}{name} must be a NumPy floating dtype such as np.float32, "
+                        f"got {dtype!r}") from None
+    if dtype.kind != "f":
+        raise TypeError(f"{_prefix(where)}{name} must be a floating dtype such as np.float32, got {dtype}")
+    return dtype

@@ -17,41 +17,21 @@ Parameters are initialised on the host with NumPy; ``module.to("cuda")`` moves t
 from __future__ import annotations
 
 import math
-import numbers
-from collections import OrderedDict, namedtuple
 
 import numpy as np
 
 from . import functional as F
-from .backend import asnumpy, to_device
+from ._validate import check_bool, check_float_dtype, check_int, check_probability, check_real, is_int
+from .module import Module, ModuleList, Parameter, Sequential
 from .tensor import Tensor
 
-__all__ = ["Parameter", "Module", "Linear", "Embedding", "LayerNorm", "Dropout", "GELU", "ModuleList", "Sequential"]
-
-
-class Parameter(Tensor):
-    """A leaf Tensor that a Module registers as one of its weights (requires grad by default).
-
-    >>> Parameter(np.zeros(2, dtype=np.float32))
-    Parameter(array([0., 0.], dtype=float32), requires_grad=True)
-    """
-
-    def __init__(self, data, requires_grad: bool = True):
-        super().__init__(data, requires_grad=requires_grad)
-
-    def __repr__(self):
-        return "Parameter" + super().__repr__()[len("Tensor"):]
+__all__ = ["Parameter", "Module", "Linear", "Embedding", "LayerNorm", "Dropout", "GELU", "ModuleList",
+           "Sequential"]
 
 
 # ---- argument checks shared by the layers ---------------------------------------------------
 def _check_size(owner: str, name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{owner}: {name} must be an int, got {value!r} ({type(value).__name__})")
-    if value <= 0:
-        raise ValueError(f"{owner}: {name} must be a positive int, got {value!r}")
-    return int(value)
-
-
+    return check_int(name, value, low=1, where=owner)
 def _check_rng(owner: str, rng) -> np.random.Generator:
     if rng is None:
         return np.random.default_rng()
@@ -62,244 +42,8 @@ def _check_rng(owner: str, rng) -> np.random.Generator:
 
 
 def _check_float_dtype(owner: str, dtype) -> np.dtype:
-    try:
-        dtype = np.dtype(dtype)
-    except TypeError:
-        raise TypeError(f"{owner}: dtype must be a NumPy floating dtype such as np.float32, got {dtype!r}") from None
-    if dtype.kind != "f":
-        raise TypeError(f"{owner}: dtype must be a floating dtype such as np.float32, got {dtype}")
-    return dtype
+    return check_float_dtype("dtype", dtype, where=owner)
 
-
-_IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
-
-
-class Module:
-    """Base class of every layer and model: subclasses set attributes in ``__init__`` and define ``forward``.
-
-    >>> class TwoLayer(Module):
-    ...     def __init__(self):
-    ...         super().__init__()
-    ...         self.fc1 = Linear(4, 8, rng=np.random.default_rng(0))
-    ...         self.fc2 = Linear(8, 1, rng=np.random.default_rng(1))
-    ...     def forward(self, x):
-    ...         return self.fc2(self.fc1(x).relu())
-    >>> [name for name, _ in TwoLayer().named_parameters()]
-    ['fc1.weight', 'fc1.bias', 'fc2.weight', 'fc2.bias']
-    """
-
-    def __init__(self):
-        object.__setattr__(self, "_parameters", OrderedDict())
-        object.__setattr__(self, "_modules", OrderedDict())
-        self.training = True
-
-    # ---- registration ---------------------------------------------------------------------
-    def __setattr__(self, name, value):
-        registries = self.__dict__.get("_parameters"), self.__dict__.get("_modules")
-        if None in registries:
-            if isinstance(value, (Parameter, Module)):
-                raise AttributeError(f"{type(self).__name__}: call super().__init__() before assigning "
-                                     f"the {type(value).__name__} {name!r}")
-            object.__setattr__(self, name, value)
-            return
-        params, modules = registries
-        if isinstance(value, Parameter):
-            modules.pop(name, None)
-            params[name] = value  # reassigning keeps the original position
-        elif isinstance(value, Module):
-            params.pop(name, None)
-            modules[name] = value
-        else:
-            params.pop(name, None)
-            modules.pop(name, None)
-        object.__setattr__(self, name, value)
-
-    def __delattr__(self, name):
-        self._parameters.pop(name, None)
-        self._modules.pop(name, None)
-        object.__delattr__(self, name)
-
-    # ---- calling ----------------------------------------------------------------------------
-    def forward(self, *args, **kwargs):
-        raise NotImplementedError(f"{type(self).__name__} does not define forward()")
-
-    def __call__(self, *args, **kwargs):
-        return self.forward(*args, **kwargs)
-
-    # ---- walking the tree -------------------------------------------------------------------
-    def named_children(self):
-        """(name, module) for each direct sub-module, in registration order."""
-        return iter(self._modules.items())
-
-    def children(self):
-        """Each direct sub-module."""
-        return iter(self._modules.values())
-
-    def named_modules(self, prefix: str = ""):
-        """(dotted name, module) for self (named ``prefix``, "" by default) and every sub-module, depth first.
-
-        A module reachable by two paths is listed once, under its first name.
-        """
-        seen, stack = set(), [(prefix, self)]
-        while stack:
-            name, module = stack.pop()
-            if id(module) in seen:
-                continue
-            seen.add(id(module))
-            yield name, module
-            stack.extend((f"{name}.{child}" if name else child, sub)
-                         for child, sub in reversed(module._modules.items()))
-
-    def modules(self):
-        """Self and every sub-module, depth first."""
-        return (module for _, module in self.named_modules())
-
-    def named_parameters(self, prefix: str = ""):
-        """(dotted name, Parameter) for every parameter in the tree; a shared parameter is listed once."""
-        seen = set()
-        for module_name, module in self.named_modules(prefix):
-            for name, p in module._parameters.items():
-                if id(p) not in seen:
-                    seen.add(id(p))
-                    yield (f"{module_name}.{name}" if module_name else name), p
-
-    def parameters(self):
-        """Every Parameter in the tree, in ``named_parameters()`` order (what an optimizer takes)."""
-        return (p for _, p in self.named_parameters())
-
-    def get_submodule(self, target: str) -> "Module":
-        """The sub-module at a dotted path such as ``"blocks.0.attn"`` ("" is self)."""
-        module = self
-        if target == "":
-            return module
-        walked = []
-        for part in target.split("."):
-            if part not in module._modules:
-                where = ".".join(walked) or "the root"
-                raise AttributeError(f"{type(self).__name__} has no submodule {target!r}: {where} "
-                                     f"({type(module).__name__}) has no child {part!r}; "
-                                     f"its children are {list(module._modules)}")
-            module = module._modules[part]
-            walked.append(part)
-        return module
-
-    def set_submodule(self, target: str, module: "Module") -> None:
-        """Replace the existing sub-module at a dotted path (how LoRA swaps a Linear for a LoRALinear)."""
-        if not isinstance(module, Module):
-            raise TypeError(f"set_submodule: {target!r} must be set to a Module, got {type(module).__name__}")
-        if target == "":
-            raise ValueError("set_submodule: target must name a sub-module, got '' (the module itself)")
-        parent_name, _, name = target.rpartition(".")
-        self.get_submodule(target)  # raises, listing valid names, when the path does not exist
-        setattr(self.get_submodule(parent_name), name, module)
-
-    def apply(self, fn) -> "Module":
-        """Call ``fn(module)`` on every sub-module and then on self; returns self."""
-        for module in reversed(list(self.modules())):
-            fn(module)
-        return self
-
-    # ---- state ------------------------------------------------------------------------------
-    def state_dict(self) -> OrderedDict:
-        """An ordered dict: dotted parameter name -> a host NumPy copy of its values."""
-        return OrderedDict((name, p.numpy()) for name, p in self.named_parameters())
-
-    def load_state_dict(self, state, strict: bool = True):
-        """Copy values from ``state`` (name -> array) into the parameters, on their device and dtype.
-
-        Every problem is checked before anything changes, then reported in one ValueError:
-        missing keys and unexpected keys (when ``strict``) and shape mismatches (always).
-        Returns ``(missing_keys, unexpected_keys)``.
-        """
-        if not hasattr(state, "keys"):
-            raise TypeError(f"load_state_dict expects a mapping of name -> array, got {type(state).__name__}")
-        own = OrderedDict(self.named_parameters())
-        missing = [name for name in own if name not in state]
-        unexpected = [name for name in state if name not in own]
-        problems, updates = [], []
-        if strict and missing:
-            problems.append(f"missing keys (in the model, not in the state dict): {missing}")
-        if strict and unexpected:
-            problems.append(f"unexpected keys (in the state dict, not in the model): {unexpected}")
-        for name, p in own.items():
-            if name not in state:
-                continue
-            value = state[name]
-            host = asnumpy(value.data if isinstance(value, Tensor) else value)
-            if host.shape != p.shape:
-                problems.append(f"shape mismatch for {name!r}: the model has {p.shape}, the state dict has {host.shape}")
-            else:
-                updates.append((p, to_device(host.astype(p.dtype, copy=False), p.device)))
-        if problems:
-            raise ValueError(f"load_state_dict into {type(self).__name__} failed; nothing was changed:\n  "
-                             + "\n  ".join(problems))
-        for p, value in updates:
-            p.data[...] = value  # in place: a copy, never an alias of the caller's array
-        return _IncompatibleKeys(missing, unexpected)
-
-    # ---- modes and bulk changes -----------------------------------------------------------------
-    def train(self, mode: bool = True) -> "Module":
-        """Set ``.training`` on self and every sub-module (Dropout reads it); returns self."""
-        if not isinstance(mode, bool):
-            raise TypeError(f"train(mode) takes a bool, got {mode!r}")
-        for module in self.modules():
-            module.training = mode
-        return self
-
-    def eval(self) -> "Module":
-        """``train(False)``: Dropout becomes the identity."""
-        return self.train(False)
-
-    def zero_grad(self) -> None:
-        """Set every parameter's ``.grad`` to None."""
-        for p in self.parameters():
-            p.grad = None
-
-    def requires_grad_(self, requires_grad: bool = True) -> "Module":
-        """Freeze (False) or unfreeze (True) every parameter; returns self."""
-        for p in self.parameters():
-            p.requires_grad = bool(requires_grad)
-        return self
-
-    def to(self, device=None, dtype=None) -> "Module":
-        """Move every parameter (and gradient) in place to ``device`` ("cpu"/"cuda") and/or cast to ``dtype``.
-
-        ``model.to(np.float64)`` is short for ``model.to(dtype=np.float64)``. Returns self.
-        Move the model before creating its optimizer: optimizer state stays where it was made.
-        """
-        if device is not None and not isinstance(device, str):
-            device, dtype = None, device if dtype is None else dtype
-        if dtype is not None:
-            dtype = _check_float_dtype(f"{type(self).__name__}.to", dtype)
-        for p in self.parameters():
-            p.data = _moved(p.data, device, dtype)
-            if p.grad is not None:
-                p.grad = _moved(p.grad, device, dtype)
-        return self
-
-    def num_parameters(self, trainable_only: bool = False) -> int:
-        """The number of scalars in all (or only the trainable) parameters."""
-        return sum(p.size for p in self.parameters() if p.requires_grad or not trainable_only)
-
-    # ---- printing ---------------------------------------------------------------------------
-    def extra_repr(self) -> str:
-        """The text between the parentheses of this module's line in ``repr``; override it."""
-        return ""
-
-    def __repr__(self):
-        children = [f"({name}): " + repr(module).replace("\n", "\n  ") for name, module in self._modules.items()]
-        if not children:
-            return f"{type(self).__name__}({self.extra_repr()})"
-        lines = ([self.extra_repr()] if self.extra_repr() else []) + children
-        return f"{type(self).__name__}(\n  " + "\n  ".join(lines) + "\n)"
-
-
-def _moved(array, device, dtype):
-    if device is not None:
-        array = to_device(array, device)
-    if dtype is not None and array.dtype != dtype:
-        array = array.astype(dtype)
-    return array
 
 
 # ---- layers ---------------------------------------------------------------------------------
@@ -318,8 +62,7 @@ class Linear(Module):
         super().__init__()
         self.in_features = _check_size("Linear", "in_features", in_features)
         self.out_features = _check_size("Linear", "out_features", out_features)
-        if not isinstance(bias, bool):
-            raise TypeError(f"Linear: bias must be True or False, got {bias!r}")
+        check_bool("bias", bias, where="Linear")
         rng, dtype = _check_rng("Linear", rng), _check_float_dtype("Linear", dtype)
         bound = 1.0 / math.sqrt(in_features)
         self.weight = Parameter(rng.uniform(-bound, bound, size=(out_features, in_features)).astype(dtype))
@@ -329,7 +72,8 @@ class Linear(Module):
         return F.linear(x, self.weight, self.bias)
 
     def extra_repr(self):
-        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+        bias = self.bias is not None
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={bias}"
 
 
 class Embedding(Module):
@@ -368,10 +112,8 @@ class LayerNorm(Module):
     def __init__(self, normalized_shape: int, eps: float = 1e-5, bias: bool = True, dtype=np.float32):
         super().__init__()
         self.normalized_shape = _check_size("LayerNorm", "normalized_shape", normalized_shape)
-        if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not eps >= 0:
-            raise ValueError(f"LayerNorm: eps must be a number >= 0, got {eps!r}")
-        if not isinstance(bias, bool):
-            raise TypeError(f"LayerNorm: bias must be True or False, got {bias!r}")
+        check_real("eps", eps, low=0.0, where="LayerNorm")
+        check_bool("bias", bias, where="LayerNorm")
         dtype = _check_float_dtype("LayerNorm", dtype)
         self.eps = float(eps)
         self.weight = Parameter(np.ones(normalized_shape, dtype=dtype))
@@ -385,7 +127,7 @@ class LayerNorm(Module):
 
 
 class Dropout(Module):
-    """Zero each element with probability ``p`` while training (scaling the rest by 1/(1-p)); identity in eval.
+    """Zero each element with probability ``p`` in training, scaling the rest by 1/(1-p); identity in eval.
 
     ``seed`` makes the masks reproducible. The generator is created on first use with the array
     module of the input, so the masks are drawn on the input's device.
@@ -397,9 +139,8 @@ class Dropout(Module):
 
     def __init__(self, p: float = 0.0, seed: int | None = None):
         super().__init__()
-        if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0 <= p < 1:
-            raise ValueError(f"Dropout: p must be a number in [0, 1), got {p!r}")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
+        check_probability("p", p, where="Dropout")
+        if seed is not None and not is_int(seed):
             raise TypeError(f"Dropout: seed must be None or an int, got {seed!r}")
         self.p, self.seed = float(p), seed
         self._rng, self._rng_module = None, None
@@ -425,73 +166,3 @@ class GELU(Module):
 
     def forward(self, x):
         return F.gelu(x)
-
-
-class ModuleList(Module):
-    """A list of sub-modules registered as "0", "1", ...: ``blocks[0]``, ``len(blocks)``, ``for b in blocks``.
-
-    >>> blocks = ModuleList([GELU(), GELU()])
-    >>> _ = blocks.append(GELU())
-    >>> len(blocks), [name for name, _ in blocks.named_children()]
-    (3, ['0', '1', '2'])
-    """
-
-    def __init__(self, modules=()):
-        super().__init__()
-        self.extend(modules)
-
-    def append(self, module: Module) -> "ModuleList":
-        if not isinstance(module, Module):
-            raise TypeError(f"{type(self).__name__}.append takes a Module, got {type(module).__name__}")
-        setattr(self, str(len(self)), module)
-        return self
-
-    def extend(self, modules) -> "ModuleList":
-        for module in modules:
-            self.append(module)
-        return self
-
-    def _index(self, index: int) -> str:
-        if isinstance(index, bool) or not isinstance(index, numbers.Integral):
-            raise TypeError(f"{type(self).__name__} indices must be ints or slices, got {index!r}")
-        if not -len(self) <= index < len(self):
-            raise IndexError(f"index {index} is out of range for a {type(self).__name__} of length {len(self)}")
-        return str(index % len(self))
-
-    def __getitem__(self, index):
-        if isinstance(index, slice):
-            return type(self)(list(self._modules.values())[index])
-        return self._modules[self._index(index)]
-
-    def __setitem__(self, index, module: Module):
-        if not isinstance(module, Module):
-            raise TypeError(f"{type(self).__name__} items must be Modules, got {type(module).__name__}")
-        setattr(self, self._index(index), module)
-
-    def __len__(self):
-        return len(self._modules)
-
-    def __iter__(self):
-        return iter(self._modules.values())
-
-
-class Sequential(ModuleList):
-    """Modules applied one after another: ``Sequential(a, b)(x) == b(a(x))``.
-
-    >>> mlp = Sequential(Linear(4, 8, rng=np.random.default_rng(0)), GELU(), Linear(8, 2, rng=np.random.default_rng(1)))
-    >>> mlp(np.ones((3, 4), dtype=np.float32)).shape
-    (3, 2)
-    """
-
-    def __init__(self, *modules):
-        super().__init__(modules)
-
-    def __getitem__(self, index):
-        if isinstance(index, slice):
-            return Sequential(*list(self._modules.values())[index])
-        return super().__getitem__(index)
-
-    def forward(self, x):
-        for module in self:
-            x = module(x)
-        return x
