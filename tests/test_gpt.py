@@ -122,20 +122,20 @@ def test_state_dict_round_trip_is_exact():
     np.testing.assert_array_equal(a(x)[0].data, b(x)[0].data)
 
 
-@pytest.mark.parametrize("field, value, message", [
-    ("n_embd", 10, "divisible by n_head"),
-    ("n_layer", 0, "n_layer must be a positive int, got 0"),
-    ("vocab_size", -3, "vocab_size must be a positive int, got -3"),
-    ("block_size", 2.5, "block_size must be a positive int, got 2.5"),
-    ("dropout", 1.0, "dropout must be in"),
+@pytest.mark.parametrize("field, value, error, message", [
+    ("n_embd", 10, ValueError, "divisible by n_head"),
+    ("n_layer", 0, ValueError, "n_layer must be a positive int, got 0"),
+    ("vocab_size", -3, ValueError, "vocab_size must be a positive int, got -3"),
+    ("block_size", 2.5, TypeError, r"block_size must be an int, got 2.5 \(float\)"),
+    ("dropout", 1.0, ValueError, r"dropout must be a number in \[0, 1\), got 1.0"),
 ])
-def test_bad_config_is_refused_at_creation(field, value, message):
-    with pytest.raises(ValueError, match=message):
+def test_bad_config_is_refused_at_creation(field, value, error, message):
+    with pytest.raises(error, match=message):
         GPTConfig(**{**TINY.to_dict(), field: value, "n_head": 4 if field == "n_embd" else TINY.n_head})
 
 
 def test_unknown_preset_lists_the_valid_names():
-    with pytest.raises(ValueError, match="unknown GPT preset 'huge'.*nano"):
+    with pytest.raises(ValueError, match="name must be one of .*nano.*got 'huge'"):
         GPTConfig.preset("huge")
 
 

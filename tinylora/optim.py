@@ -24,20 +24,15 @@ import numbers
 
 import numpy as np
 
+from ._validate import check_bool, check_int, check_probability, check_real, is_real
 from .backend import asnumpy, get_array_module, to_device
 from .tensor import Tensor
 
 __all__ = ["Optimizer", "SGD", "AdamW", "clip_grad_norm_", "warmup_cosine", "WarmupCosine"]
 
 
-def _is_real(value) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
 def _check_at_least(where: str, name: str, value, low: float, inclusive: bool = True) -> None:
-    ok = _is_real(value) and (value >= low if inclusive else value > low)
-    if not ok:
-        raise ValueError(f"{where}: {name} must be a number {'>=' if inclusive else '>'} {low}, got {value!r}")
+    check_real(name, value, low=low, low_inclusive=inclusive, where=where)
 
 
 class Optimizer:
@@ -180,8 +175,7 @@ class SGD(Optimizer):
     def _validate(self, group, where):
         super()._validate(group, where)
         _check_at_least(where, "momentum", group["momentum"], 0.0)
-        if not isinstance(group["nesterov"], bool):
-            raise TypeError(f"{where}: nesterov must be True or False, got {group['nesterov']!r}")
+        check_bool("nesterov", group["nesterov"], where=where)
         if group["nesterov"] and group["momentum"] == 0:
             raise ValueError(f"{where}: nesterov=True needs momentum > 0, got momentum={group['momentum']!r}")
 
@@ -229,7 +223,7 @@ class AdamW(Optimizer):
         super()._validate(group, where)
         betas = group["betas"]
         if not (isinstance(betas, (tuple, list)) and len(betas) == 2
-                and all(_is_real(b) and 0 <= b < 1 for b in betas)):
+                and all(is_real(b) and 0 <= b < 1 for b in betas)):
             raise ValueError(f"{where}: betas must be two numbers in [0, 1), got {betas!r}")
         _check_at_least(where, "eps", group["eps"], 0.0, inclusive=False)
 
@@ -270,8 +264,7 @@ def clip_grad_norm_(parameters, max_norm: float) -> float:
     >>> clip_grad_norm_([w], max_norm=1.0), w.grad.round(4)
     (5.0, array([0.6, 0.8], dtype=float32))
     """
-    if not _is_real(max_norm) or not max_norm > 0:
-        raise ValueError(f"clip_grad_norm_: max_norm must be a positive number, got {max_norm!r}")
+    check_real("max_norm", max_norm, low=0.0, low_inclusive=False, where="clip_grad_norm_")
     if isinstance(parameters, Tensor):
         parameters = [parameters]
     grads = [p.grad for p in parameters if p.grad is not None]
@@ -299,12 +292,9 @@ def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_lr_ratio: 
     [0.0, 0.5, 1.0, 0.55, 0.1]
     """
     for name, value in (("step", step), ("warmup_steps", warmup_steps)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
-            raise ValueError(f"warmup_cosine: {name} must be an int >= 0, got {value!r}")
-    if isinstance(total_steps, bool) or not isinstance(total_steps, numbers.Integral) or total_steps < 1:
-        raise ValueError(f"warmup_cosine: total_steps must be an int >= 1, got {total_steps!r}")
-    if not _is_real(min_lr_ratio) or not 0 <= min_lr_ratio <= 1:
-        raise ValueError(f"warmup_cosine: min_lr_ratio must be a number in [0, 1], got {min_lr_ratio!r}")
+        check_int(name, value, low=0, where="warmup_cosine")
+    check_int("total_steps", total_steps, low=1, where="warmup_cosine")
+    check_probability("min_lr_ratio", min_lr_ratio, allow_one=True, where="warmup_cosine")
     if step < warmup_steps:
         return step / warmup_steps
     if step >= total_steps:

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from .. import functional as F
+from .._validate import check_bool, check_choice, check_int, check_probability
 from ..backend import get_array_module
 from ..nn import GELU, Dropout, Embedding, LayerNorm, Linear, Module, ModuleList
 from ..tensor import Tensor, no_grad
@@ -30,11 +31,6 @@ PRESETS = {
     "base": dict(n_layer=4, n_head=4, n_embd=128, block_size=64),   # the shipped pretrained model
     "bench": dict(n_layer=4, n_head=4, n_embd=256, block_size=128),  # the benchmark config
 }
-
-
-def _check_positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise ValueError(f"GPTConfig.{name} must be a positive int, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -51,17 +47,16 @@ class GPTConfig:
 
     def __post_init__(self):
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
-            _check_positive_int(name, getattr(self, name))
+            check_int(name, getattr(self, name), low=1, where="GPTConfig")
         if self.n_embd % self.n_head:
             raise ValueError(f"GPTConfig.n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"GPTConfig.dropout must be in [0, 1), got {self.dropout!r}")
+        check_probability("dropout", self.dropout, where="GPTConfig")
+        check_bool("bias", self.bias, where="GPTConfig")
 
     @classmethod
     def preset(cls, name: str, **overrides) -> "GPTConfig":
         """A named tiny config: one of ``PRESETS`` ("nano", "micro", "base", "bench")."""
-        if name not in PRESETS:
-            raise ValueError(f"unknown GPT preset {name!r}; choose one of {sorted(PRESETS)}")
+        check_choice("name", name, sorted(PRESETS), where="GPTConfig.preset")
         return cls(**{**PRESETS[name], **overrides})
 
     def to_dict(self) -> dict:
