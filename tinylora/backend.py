@@ -18,7 +18,8 @@ except Exception:  # ImportError, or a CuPy without a working CUDA runtime
 
 _GPU_INSTALL_HINT = (
     "CuPy is not installed (or found no GPU). Install the GPU extra with "
-    "`pip install \"tinylora[gpu]\"` (it pulls a CuPy wheel such as cupy-cuda12x) on a machine with an NVIDIA GPU."
+    "`pip install \"tinylora[gpu]\"` (it pulls a CuPy wheel such as cupy-cuda12x) "
+    "on a machine with an NVIDIA GPU."
 )
 
 # (array type, array module) pairs for device arrays. Tests register a fake CuPy here.

@@ -35,8 +35,8 @@ def gradcheck(fn, *inputs, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 
         raise ValueError("gradcheck: no input has requires_grad=True, so there is nothing to check")
     for i in checked:
         if inputs[i].dtype != np.float64:
-            raise TypeError(f"gradcheck: input {i} has dtype {inputs[i].dtype}; finite differences need float64 "
-                            "(create it with dtype=np.float64)")
+            raise TypeError(f"gradcheck: input {i} has dtype {inputs[i].dtype}; "
+                            "finite differences need float64 (create it with dtype=np.float64)")
     out = _as_output_tensor(fn(*inputs), "forward")
     xp = out.xp
     rng = np.random.default_rng(seed)
@@ -64,6 +64,8 @@ def gradcheck(fn, *inputs, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 
             got = analytic.reshape(-1)[k]
             if not abs(got - numeric) <= atol + rtol * abs(numeric):
                 index = np.unravel_index(k, x.shape) if x.ndim else ()
-                raise AssertionError(f"gradcheck failed for input {i} (shape {x.shape}) at element {tuple(int(j) for j in index)}: "
-                                     f"analytic {got:.8g} vs numeric {numeric:.8g} (atol={atol}, rtol={rtol})")
+                raise AssertionError(f"gradcheck failed for input {i} (shape {x.shape}) "
+                                     f"at element {tuple(int(j) for j in index)}: "
+                                     f"analytic {got:.8g} vs numeric {numeric:.8g} "
+                                     f"(atol={atol}, rtol={rtol})")
     return True

@@ -77,7 +77,8 @@ def load_arrays(path) -> tuple[dict, dict, dict]:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {name: npz[name] for name in npz.files}
     except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError) as err:
-        raise ValueError(f"checkpoint {path!r} is truncated or corrupt ({type(err).__name__}: {err})") from None
+        raise ValueError(f"checkpoint {path!r} is truncated or corrupt "
+                         f"({type(err).__name__}: {err})") from None
     if _CONFIG_KEY not in arrays:
         raise ValueError(f"{path!r} is not a tinylora checkpoint: it has no {_CONFIG_KEY!r} entry")
     config = json.loads(arrays.pop(_CONFIG_KEY).tobytes().decode("utf-8"))
@@ -93,7 +94,8 @@ def save_model(model, path, metadata: dict | None = None) -> None:
     """
     config = getattr(model, "config", None)
     if not hasattr(model, "state_dict") or not hasattr(config, "to_dict"):
-        raise TypeError(f"save_model expects a model with a .config (such as a GPT), got {type(model).__name__}")
+        raise TypeError("save_model expects a model with a .config (such as a GPT), "
+                        f"got {type(model).__name__}")
     save_arrays(path, model.state_dict(), {"model": type(model).__name__, **config.to_dict()}, metadata)
 
 

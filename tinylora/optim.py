@@ -49,8 +49,8 @@ class Optimizer:
         self.param_groups: list[dict] = []
         self.state: dict = {}  # Parameter -> dict of arrays; only for parameters that were updated
         if isinstance(params, Tensor) or hasattr(params, "named_parameters"):
-            raise TypeError(f"{type(self).__name__}: params must be an iterable of Parameters or of dicts, got a "
-                            f"{type(params).__name__}; pass model.parameters()")
+            raise TypeError(f"{type(self).__name__}: params must be an iterable of Parameters or of dicts, "
+                            f"got a {type(params).__name__}; pass model.parameters()")
         groups = list(params)
         if not groups:
             raise ValueError(f"{type(self).__name__} got an empty parameter list")
@@ -70,7 +70,8 @@ class Optimizer:
             if not isinstance(p, Tensor):
                 raise TypeError(f"{where}: params[{i}] must be a Parameter (Tensor), got {type(p).__name__}")
             if id(p) in seen:
-                raise ValueError(f"{where}: params[{i}] (shape {p.shape}) appears twice in the optimizer's parameters")
+                raise ValueError(f"{where}: params[{i}] (shape {p.shape}) "
+                                 "appears twice in the optimizer's parameters")
             seen.add(id(p))
         merged = {**self.defaults, **{k: v for k, v in group.items() if k != "params"}}
         self._validate(merged, where)
@@ -106,12 +107,14 @@ class Optimizer:
         Parameters are numbered across groups in order, as in PyTorch.
         """
         index = {id(p): i for i, p in enumerate(self._all_params())}
-        state = {index[id(p)]: {k: v if isinstance(v, numbers.Number) else np.array(asnumpy(v)) for k, v in s.items()}
+        state = {index[id(p)]: {k: v if isinstance(v, numbers.Number) else np.array(asnumpy(v))
+                                for k, v in s.items()}
                  for p, s in self.state.items()}
         groups, start = [], 0
         for group in self.param_groups:
             n = len(group["params"])
-            groups.append({**{k: v for k, v in group.items() if k != "params"}, "params": list(range(start, start + n))})
+            groups.append({**{k: v for k, v in group.items() if k != "params"},
+                           "params": list(range(start, start + n))})
             start += n
         return {"state": state, "param_groups": groups}
 
@@ -123,7 +126,8 @@ class Optimizer:
         groups, params = state_dict["param_groups"], self._all_params()
         problems = []
         if len(groups) != len(self.param_groups):
-            problems.append(f"the state dict has {len(groups)} param groups, the optimizer has {len(self.param_groups)}")
+            problems.append(f"the state dict has {len(groups)} param groups, "
+                            f"the optimizer has {len(self.param_groups)}")
         for i, (saved, group) in enumerate(zip(groups, self.param_groups)):
             if len(saved["params"]) != len(group["params"]):
                 problems.append(f"param group {i} has {len(saved['params'])} parameters in the state dict, "
@@ -131,15 +135,16 @@ class Optimizer:
         new_state = {}
         for index, saved in state_dict["state"].items():
             if not (isinstance(index, numbers.Integral) and 0 <= index < len(params)):
-                problems.append(f"state for parameter index {index!r}, but the optimizer has {len(params)} parameters")
+                problems.append(f"state for parameter index {index!r}, "
+                                f"but the optimizer has {len(params)} parameters")
                 continue
             p, entry = params[index], {}
             for name, value in saved.items():
                 if isinstance(value, numbers.Number):
                     entry[name] = value
                 elif np.shape(asnumpy(value)) != p.shape:
-                    problems.append(f"state {name!r} of parameter {index} has shape {np.shape(asnumpy(value))}, "
-                                    f"the parameter has {p.shape}")
+                    problems.append(f"state {name!r} of parameter {index} "
+                                    f"has shape {np.shape(asnumpy(value))}, the parameter has {p.shape}")
                 else:
                     entry[name] = to_device(asnumpy(value).astype(p.dtype), p.device)
             new_state[p] = entry
@@ -169,7 +174,8 @@ class SGD(Optimizer):
     array([0.8], dtype=float32)
     """
 
-    def __init__(self, params, lr: float, momentum: float = 0.0, weight_decay: float = 0.0, nesterov: bool = False):
+    def __init__(self, params, lr: float, momentum: float = 0.0, weight_decay: float = 0.0,
+                 nesterov: bool = False):
         super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov))
 
     def _validate(self, group, where):
@@ -180,7 +186,8 @@ class SGD(Optimizer):
             raise ValueError(f"{where}: nesterov=True needs momentum > 0, got momentum={group['momentum']!r}")
 
     def _update(self, p, state, group):
-        lr, momentum, weight_decay = float(group["lr"]), float(group["momentum"]), float(group["weight_decay"])
+        lr, momentum = float(group["lr"]), float(group["momentum"])
+        weight_decay = float(group["weight_decay"])
         d = p.grad
         if weight_decay:
             d = p.data * weight_decay  # a new array: .grad itself is left as backward() made it
@@ -210,13 +217,15 @@ class AdamW(Optimizer):
     the parameter's shape, dtype and device. One temporary array per parameter per step.
 
     >>> from tinylora.nn import Parameter
-    >>> w = Parameter(np.array([1.0, -1.0], dtype=np.float32)); w.grad = np.array([0.5, 0.5], dtype=np.float32)
+    >>> w = Parameter(np.array([1.0, -1.0], dtype=np.float32))
+    >>> w.grad = np.array([0.5, 0.5], dtype=np.float32)
     >>> AdamW([w], lr=0.1, weight_decay=0.0).step()
     >>> w.data.round(4)   # the first step moves each weight by lr, against its gradient
     array([ 0.9, -1.1], dtype=float32)
     """
 
-    def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.01):
+    def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.01):
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
 
     def _validate(self, group, where):
@@ -304,7 +313,8 @@ def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_lr_ratio: 
 
 
 class WarmupCosine:
-    """Sets each group's ``lr`` to ``base_lr * warmup_cosine(step, ...)``; call ``.step()`` after ``optimizer.step()``.
+    """Sets each group's ``lr`` to ``base_lr * warmup_cosine(step, ...)``; call ``.step()`` after
+    ``optimizer.step()``.
 
     The base lr of each group is its ``lr`` when the schedule is made. Construction applies
     step 0 (lr 0 when there is warmup), as PyTorch's schedulers do.

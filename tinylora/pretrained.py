@@ -16,9 +16,9 @@ from importlib import resources
 
 import numpy as np
 
+from .data import CharTokenizer, load_corpus, train_val_split
 from .io import save_model
 from .models import load_model
-from .data import CharTokenizer, load_corpus, train_val_split
 from .models.gpt import GPT, GPTConfig
 from .train import estimate_loss, fit
 
@@ -72,18 +72,22 @@ def base_corpus_splits(n_chars: int = PRETRAIN_DEFAULTS["corpus_chars"], seed: i
     return train_val_split(CharTokenizer().encode(base_corpus_text(n_chars, seed)), 0.1)
 
 
-def pretrain(out_path: str, *, preset: str = PRETRAIN_DEFAULTS["preset"], corpus_chars: int = PRETRAIN_DEFAULTS["corpus_chars"],
+def pretrain(out_path: str, *, preset: str = PRETRAIN_DEFAULTS["preset"],
+             corpus_chars: int = PRETRAIN_DEFAULTS["corpus_chars"],
              steps: int = PRETRAIN_DEFAULTS["steps"], batch_size: int = PRETRAIN_DEFAULTS["batch_size"],
              lr: float = PRETRAIN_DEFAULTS["lr"], warmup_steps: int = PRETRAIN_DEFAULTS["warmup_steps"],
              seed: int = PRETRAIN_DEFAULTS["seed"], progress: bool = True) -> dict:
     """Pre-train a GPT on the base corpus from ``seed`` and save it to ``out_path``; return its metadata."""
     train_ids, val_ids = base_corpus_splits(corpus_chars, seed)
     model = GPT(GPTConfig.preset(preset), seed=seed)
-    history = fit(model, train_ids, val_ids, steps=steps, batch_size=batch_size, lr=lr, warmup_steps=warmup_steps,
-                  weight_decay=0.01, eval_every=max(1, steps // 10), seed=seed, progress=progress, desc="pretrain")
-    metadata = dict(corpus=BASE_MIXTURE, corpus_chars=corpus_chars, preset=preset, steps=steps, batch_size=batch_size,
-                    lr=lr, warmup_steps=warmup_steps, seed=seed, seconds=round(history["seconds"], 1),
-                    final_train_loss=round(sum(history["train_loss"][-50:]) / len(history["train_loss"][-50:]), 4),
+    history = fit(model, train_ids, val_ids, steps=steps, batch_size=batch_size, lr=lr,
+                  warmup_steps=warmup_steps, weight_decay=0.01, eval_every=max(1, steps // 10),
+                  seed=seed, progress=progress, desc="pretrain")
+    metadata = dict(corpus=BASE_MIXTURE, corpus_chars=corpus_chars, preset=preset, steps=steps,
+                    batch_size=batch_size, lr=lr, warmup_steps=warmup_steps, seed=seed,
+                    seconds=round(history["seconds"], 1),
+                    final_train_loss=round(
+                        sum(history["train_loss"][-50:]) / len(history["train_loss"][-50:]), 4),
                     final_val_loss=round(estimate_loss(model, val_ids, max_batches=None), 4),
                     parameters=model.num_parameters(), created=time.strftime("%Y-%m-%d"))
     save_model(model, out_path, metadata)

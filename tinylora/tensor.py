@@ -62,9 +62,11 @@ def _to_array(data, dtype):
     try:
         array = xp.asarray(data, dtype=dtype)
     except ValueError as err:  # ragged nested lists
-        raise ValueError(f"Tensor data must be a rectangular nested list or an array; got {data!r:.80} ({err})") from None
+        raise ValueError("Tensor data must be a rectangular nested list or an array; "
+                         f"got {data!r:.80} ({err})") from None
     if array.dtype.kind not in "biuf":
-        raise TypeError(f"Tensor data must be numeric (bool, int or float); got dtype {array.dtype} from {data!r:.80}")
+        raise TypeError("Tensor data must be numeric (bool, int or float); "
+                        f"got dtype {array.dtype} from {data!r:.80}")
     if from_python and dtype is None and array.dtype == np.float64:
         array = array.astype(np.float32)
     return array
@@ -75,7 +77,8 @@ def unbroadcast(g, shape):
     if g.shape == shape:
         return g
     lead = g.ndim - len(shape)
-    axes = tuple(range(lead)) + tuple(lead + i for i, n in enumerate(shape) if n == 1 and g.shape[lead + i] != 1)
+    axes = tuple(range(lead)) + tuple(lead + i for i, n in enumerate(shape)
+                                      if n == 1 and g.shape[lead + i] != 1)
     return g.sum(axis=axes, keepdims=True).reshape(shape)
 
 
@@ -117,7 +120,8 @@ def _result(data, parents, backward):
 def _new_tensor(data, requires_grad=False, parents=(), backward=None):
     """A Tensor around an array that is already valid (skips ``Tensor.__init__``'s checks)."""
     out = Tensor.__new__(Tensor)
-    out.data, out.grad, out.requires_grad, out._parents, out._backward = data, None, requires_grad, parents, backward
+    out.data, out.grad, out.requires_grad = data, None, requires_grad
+    out._parents, out._backward = parents, backward
     return out
 
 
@@ -374,10 +378,12 @@ class Tensor:
         released afterwards unless ``retain_graph=True`` (a second backward through it then raises).
         """
         if not self.requires_grad:
-            raise ValueError("backward() on a tensor that does not require grad (no input had requires_grad=True)")
+            raise ValueError("backward() on a tensor that does not require grad "
+                             "(no input had requires_grad=True)")
         if grad is None:
             if self.size != 1:
-                raise ValueError(f"backward() without a grad argument needs a one-element tensor, got shape {self.shape}")
+                raise ValueError("backward() without a grad argument needs a one-element tensor, "
+                                 f"got shape {self.shape}")
             grad = self.xp.ones_like(self.data)
         else:
             grad = self._lift(grad).data

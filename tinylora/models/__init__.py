@@ -28,7 +28,8 @@ def load_model(path, device: str = "cpu", with_metadata: bool = False):
     arrays, config, metadata = load_arrays(path)
     name = config.pop("model", None)
     if name not in MODELS:
-        raise ValueError(f"{os.fspath(path)!r} holds no known model (model {name!r}; known: {sorted(MODELS)})")
+        raise ValueError(f"{os.fspath(path)!r} holds no known model "
+                         f"(model {name!r}; known: {sorted(MODELS)})")
     model_cls, config_cls = MODELS[name]
     model = model_cls(config_cls(**config), seed=None)
     model.load_state_dict(arrays)

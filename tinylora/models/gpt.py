@@ -150,11 +150,13 @@ class GPT(Module):
         if isinstance(data, (list, tuple)):
             data = xp.asarray(data)
         if not hasattr(data, "dtype") or data.dtype.kind not in "iu":
-            raise TypeError(f"{name} must be an integer array of token ids, got {getattr(data, 'dtype', type(data))}")
+            raise TypeError(f"{name} must be an integer array of token ids, "
+                            f"got {getattr(data, 'dtype', type(data))}")
         if data.ndim != 2:
             raise ValueError(f"{name} must have shape (batch, time), got shape {data.shape}")
         if check_length and data.shape[1] > self.config.block_size:
-            raise ValueError(f"{name} has {data.shape[1]} tokens, more than block_size={self.config.block_size}")
+            raise ValueError(f"{name} has {data.shape[1]} tokens, "
+                             f"more than block_size={self.config.block_size}")
         if data.size and (int(data.min()) < 0 or int(data.max()) >= self.config.vocab_size):
             bad = int(data.max()) if int(data.max()) >= self.config.vocab_size else int(data.min())
             raise ValueError(f"{name} holds token id {bad}, outside [0, {self.config.vocab_size})")
