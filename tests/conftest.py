@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tinylora import Tensor, backend as backend_module
+from tinylora import Tensor
+from tinylora import backend as backend_module
 
 from .fake_cupy import FakeCupyArray, calls, fake_cupy
 

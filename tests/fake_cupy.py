@@ -25,8 +25,8 @@ def _unwrap(value):
     if isinstance(value, FakeCupyArray):
         return value._a
     if isinstance(value, np.ndarray):
-        raise HostDeviceMixError(f"fake CuPy: a host numpy.ndarray of shape {value.shape} was passed to a device "
-                                 "operation; move it with xp.asarray first")
+        raise HostDeviceMixError(f"fake CuPy: a host numpy.ndarray of shape {value.shape} was passed to a "
+                                 "device operation; move it with xp.asarray first")
     if isinstance(value, (list, tuple)):
         return type(value)(_unwrap(v) for v in value)
     if isinstance(value, slice):
@@ -65,7 +65,8 @@ class FakeCupyArray:
         self._a = array
 
     def __array__(self, *args, **kwargs):
-        raise TypeError("fake CuPy: implicit conversion to a NumPy array is not allowed; use .get() or cupy.asnumpy()")
+        raise TypeError("fake CuPy: implicit conversion to a NumPy array is not allowed; "
+                        "use .get() or cupy.asnumpy()")
 
     shape = property(lambda self: self._a.shape)
     dtype = property(lambda self: self._a.dtype)
@@ -132,8 +133,10 @@ def _operator(name, op_name):
 
 
 _COUNTED_AS = {"radd": "add", "rsub": "sub", "rmul": "mul", "rtruediv": "truediv", "rfloordiv": "floordiv",
-               "rpow": "pow", "rmatmul": "matmul", "iadd": "add", "isub": "sub", "imul": "mul", "itruediv": "truediv"}
-for _name in ["add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "matmul", "neg", "pos", "abs", "invert",
+               "rpow": "pow", "rmatmul": "matmul",
+               "iadd": "add", "isub": "sub", "imul": "mul", "itruediv": "truediv"}
+for _name in ["add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "matmul",
+              "neg", "pos", "abs", "invert",
               "and", "or", "xor", "eq", "ne", "lt", "le", "gt", "ge", *_COUNTED_AS]:
     setattr(FakeCupyArray, f"__{_name}__", _operator(f"__{_name}__", _COUNTED_AS.get(_name, _name)))
 

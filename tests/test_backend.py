@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tinylora import asnumpy, backend as backend_module, get_array_module, scatter_add, to_device
+from tinylora import asnumpy, get_array_module, scatter_add, to_device
+from tinylora import backend as backend_module
 
 from .fake_cupy import FakeCupyArray, HostDeviceMixError, calls, fake_cupy
 

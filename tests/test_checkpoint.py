@@ -4,8 +4,14 @@ import os
 import numpy as np
 import pytest
 
-from tinylora.checkpoint import (atomic_writer, load_model, load_safetensors, load_weights, save_model,
-                                 save_safetensors)
+from tinylora.checkpoint import (
+    atomic_writer,
+    load_model,
+    load_safetensors,
+    load_weights,
+    save_model,
+    save_safetensors,
+)
 from tinylora.gpt import GPT, GPTConfig
 
 TINY = GPTConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=8)

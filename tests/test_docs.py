@@ -88,7 +88,8 @@ def run_block(block: Block, namespace: dict, path: Path) -> None:
         runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
         runner.run(test, out=output.append, clear_globs=False)
         namespace.update(test.globs)  # DocTest works on a copy; later blocks see what this one defined
-        assert not runner.failures, f"the example at {where} printed something else than the page shows:\n" + "".join(output)
+        assert not runner.failures, (
+            f"the example at {where} printed something else than the page shows:\n" + "".join(output))
     else:
         padded = "\n" * (block.line - 1) + block.code  # tracebacks then point at the page's own line numbers
         exec(compile(padded, str(path), "exec"), namespace)
@@ -113,7 +114,8 @@ def test_python_examples_on_the_page_run_top_to_bottom(path, quiet_folder):
 
 def test_the_block_reader_skips_blocks_marked_no_run_and_sees_doctests():
     page = ("```python\nx = 1\n```\n\n<!-- no-run -->\n```python\nraise SystemExit\n```\n"
-            "```python no-run\nraise SystemExit\n```\n````python\n>>> 1 + 1\n2\n```\n````\n```bash\nls\n```\n")
+            "```python no-run\nraise SystemExit\n```\n"
+            "````python\n>>> 1 + 1\n2\n```\n````\n```bash\nls\n```\n")
     blocks = code_blocks(page)
     assert [(b.language, b.no_run, b.is_doctest) for b in blocks] == [
         ("python", False, False), ("python", True, False), ("python", True, False), ("python", False, True),
@@ -171,7 +173,8 @@ def _test_names(path: Path) -> set[str]:
 
 
 def cited_tests() -> list[tuple[str, str, str | None]]:
-    return [(page_id(p), m["file"], m["names"]) for p in PAGES for m in TEST_REFERENCE.finditer(p.read_text())]
+    return [(page_id(p), m["file"], m["names"])
+            for p in PAGES for m in TEST_REFERENCE.finditer(p.read_text())]
 
 
 def test_every_test_the_docs_cite_exists():
@@ -186,7 +189,8 @@ def test_every_test_the_docs_cite_exists():
 @pytest.mark.parametrize("path", CONCEPT_PAGES, ids=[page_id(p) for p in CONCEPT_PAGES])
 def test_concept_page_cites_the_tests_that_show_its_claims(path):
     cited = [m for m in TEST_REFERENCE.finditer(path.read_text()) if m["names"]]
-    assert len(cited) >= 2, f"{page_id(path)} should name the tests (tests/test_x.py::test_name) that illustrate it"
+    assert len(cited) >= 2, (
+        f"{page_id(path)} should name the tests (tests/test_x.py::test_name) that illustrate it")
 
 
 # ---- 4. the numbers the docs state -----------------------------------------------------------
@@ -205,7 +209,8 @@ def test_analysis_page_random_subspace_baselines_are_what_the_code_computes():
     from tinylora.experiments.analysis import random_subspace_similarity
 
     text = (DOCS / "analysis.md").read_text()
-    assert "d = 64 input features, i = 1 and j = 32 that is 0.5" in text and "0.25 for d = 32, i = 4, j = 8" in text
+    assert ("d = 64 input features, i = 1 and j = 32 that is 0.5" in text
+            and "0.25 for d = 32, i = 4, j = 8" in text)
     assert random_subspace_similarity(64, 1, 32) == pytest.approx(0.5)
     assert random_subspace_similarity(32, 4, 8) == pytest.approx(0.25)
 
@@ -226,8 +231,8 @@ def test_readme_trainable_count_for_rank_4_on_q_and_v_is_what_lora_counts():
     from tinylora.gpt import GPT, GPTConfig
 
     assert "trainable params: 8,192 ||" in (ROOT / "README.md").read_text()
-    model = lora.apply_lora(GPT(GPTConfig.preset("base")), lora.LoraConfig(r=4, lora_alpha=16,
-                                                                           target_modules=["q_proj", "v_proj"]))
+    model = lora.apply_lora(GPT(GPTConfig.preset("base")),
+                            lora.LoraConfig(r=4, lora_alpha=16, target_modules=["q_proj", "v_proj"]))
     assert lora.count_parameters(model)[0] == 8_192
 
 

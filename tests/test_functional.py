@@ -110,7 +110,8 @@ def test_lora_linear_equals_the_frozen_linear_plus_the_scaled_low_rank_path(make
 def test_lora_linear_gradients_match_finite_differences(make, rng):
     x = make(rng.normal(size=(2, 2, 3)), requires_grad=True)
     w, b = make(rng.normal(size=(4, 3)), requires_grad=True), make(rng.normal(size=4), requires_grad=True)
-    a, bb = make(rng.normal(size=(2, 3)), requires_grad=True), make(rng.normal(size=(4, 2)), requires_grad=True)
+    a = make(rng.normal(size=(2, 3)), requires_grad=True)
+    bb = make(rng.normal(size=(4, 2)), requires_grad=True)
     assert gradcheck(lambda *t: F.lora_linear(*t, 0.5), x, w, b, a, bb)
 
 
@@ -119,7 +120,8 @@ def test_lora_linear_never_forms_the_frozen_weight_gradient(backend, make, rng):
         pytest.skip("counts calls on the fake CuPy")
     x = make(rng.normal(size=(2, 3)), requires_grad=True)
     w = make(rng.normal(size=(4, 3)))
-    a, bb = make(rng.normal(size=(2, 3)), requires_grad=True), make(rng.normal(size=(4, 2)), requires_grad=True)
+    a = make(rng.normal(size=(2, 3)), requires_grad=True)
+    bb = make(rng.normal(size=(4, 2)), requires_grad=True)
     out = F.lora_linear(x, w, None, a, bb, 0.5).sum()
     before = calls["matmul"]
     out.backward()
@@ -240,7 +242,8 @@ def test_cross_entropy_rejects_float_targets(make):
 
 # ---- layer_norm ------------------------------------------------------------------------------
 def test_layer_norm_matches_the_normalisation_formula(make):
-    x, w, b = np.array([[1.0, 2.0, 6.0], [0.0, -1.0, 1.0]]), np.array([1.0, 2.0, 3.0]), np.array([0.5, 0.0, -0.5])
+    x = np.array([[1.0, 2.0, 6.0], [0.0, -1.0, 1.0]])
+    w, b = np.array([1.0, 2.0, 3.0]), np.array([0.5, 0.0, -0.5])
     expected = (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + 1e-5) * w + b
     np.testing.assert_allclose(host(F.layer_norm(make(x), make(w), make(b))), expected, rtol=1e-12)
 
@@ -394,7 +397,8 @@ def test_causal_attention_rejects_more_queries_than_keys(make):
 
 def test_attention_names_the_shapes_when_head_sizes_differ(make):
     with pytest.raises(ValueError, match=r"q \(1, 2, 4\), k \(1, 2, 3\)"):
-        F.scaled_dot_product_attention(make(np.zeros((1, 2, 4))), make(np.zeros((1, 2, 3))), make(np.zeros((1, 2, 3))))
+        F.scaled_dot_product_attention(make(np.zeros((1, 2, 4))), make(np.zeros((1, 2, 3))),
+                                       make(np.zeros((1, 2, 3))))
 
 
 # ---- where, concat, stack ------------------------------------------------------------------------
@@ -427,7 +431,8 @@ def test_concat_joins_along_the_given_axis(make):
 
 
 def test_concat_gradients_match_finite_differences(make, rng):
-    a, b = make(rng.normal(size=(2, 1)), requires_grad=True), make(rng.normal(size=(2, 2)), requires_grad=True)
+    a = make(rng.normal(size=(2, 1)), requires_grad=True)
+    b = make(rng.normal(size=(2, 2)), requires_grad=True)
     assert gradcheck(lambda x, y: F.concat([x, y], axis=-1), a, b)
 
 
@@ -447,7 +452,8 @@ def test_stack_adds_a_new_axis(make):
 
 
 def test_stack_gradients_match_finite_differences(make, rng):
-    a, b = make(rng.normal(size=(2, 3)), requires_grad=True), make(rng.normal(size=(2, 3)), requires_grad=True)
+    a = make(rng.normal(size=(2, 3)), requires_grad=True)
+    b = make(rng.normal(size=(2, 3)), requires_grad=True)
     assert gradcheck(lambda x, y: F.stack([x, y], axis=1), a, b)
 
 
@@ -467,7 +473,8 @@ def _float32_cases():
         return F.linear(x, w, b), [x, w, b]
 
     def case_lora_linear(m, xp):
-        x, w, b, a, bb = grad(m, (2, 3)), grad(m, (4, 3), 1), grad(m, (4,), 2), grad(m, (2, 3), 3), grad(m, (4, 2), 4)
+        x, w, b = grad(m, (2, 3)), grad(m, (4, 3), 1), grad(m, (4,), 2)
+        a, bb = grad(m, (2, 3), 3), grad(m, (4, 2), 4)
         return F.lora_linear(x, w, b, a, bb, 0.5), [x, w, b, a, bb]
 
     def case_layer_norm(m, xp):
@@ -511,7 +518,8 @@ def _float32_cases():
 
 @pytest.mark.parametrize("op", sorted(_float32_cases()))
 def test_every_op_keeps_float32_in_forward_and_backward(make, xp, op):
-    out, inputs = _float32_cases()[op](lambda data, requires_grad=False: make(data, requires_grad, np.float32), xp)
+    out, inputs = _float32_cases()[op](
+        lambda data, requires_grad=False: make(data, requires_grad, np.float32), xp)
     assert out.dtype == np.float32
     out.backward(xp.asarray(np.ones(out.shape, dtype=np.float32)))
     assert [t.grad.dtype for t in inputs] == [np.float32] * len(inputs)

@@ -26,7 +26,8 @@ def compare(ours, theirs, *arrays, rtol=1e-10, atol=1e-12):
     out.backward(upstream)
     expected.backward(torch.tensor(upstream))
     for i, (m, r) in enumerate(zip(mine, ref)):
-        np.testing.assert_allclose(m.grad, r.grad.numpy(), rtol=rtol, atol=atol, err_msg=f"gradient of input {i}")
+        np.testing.assert_allclose(m.grad, r.grad.numpy(), rtol=rtol, atol=atol,
+                                   err_msg=f"gradient of input {i}")
 
 
 @pytest.fixture
@@ -49,7 +50,8 @@ def test_softmax_matches_torch(rng, axis):
 
 @pytest.mark.parametrize("axis", [0, -1])
 def test_log_softmax_matches_torch(rng, axis):
-    compare(lambda x: F.log_softmax(x, axis), lambda x: torch.log_softmax(x, axis), rng.normal(size=(3, 4)) * 5)
+    compare(lambda x: F.log_softmax(x, axis), lambda x: torch.log_softmax(x, axis),
+            rng.normal(size=(3, 4)) * 5)
 
 
 def test_cross_entropy_matches_torch(rng):
@@ -96,7 +98,8 @@ def test_dropout_scales_kept_elements_as_torch_does(rng):
 
 def test_embedding_matches_torch(rng):
     ids = np.array([[3, 0, 3], [1, 1, 2]])
-    compare(lambda w: F.embedding(ids, w), lambda w: TF.embedding(torch.tensor(ids), w), rng.normal(size=(4, 2)))
+    compare(lambda w: F.embedding(ids, w), lambda w: TF.embedding(torch.tensor(ids), w),
+            rng.normal(size=(4, 2)))
 
 
 @pytest.mark.parametrize("causal", [True, False])

@@ -84,7 +84,8 @@ def test_parameter_names_expose_separate_query_key_value_and_output_projections(
     names = [n for n, _ in GPT(TINY).named_parameters()]
     for proj in ("q_proj", "k_proj", "v_proj", "o_proj"):
         assert f"blocks.0.attn.{proj}.weight" in names
-    assert {"wte.weight", "wpe.weight", "ln_f.weight", "lm_head.weight", "blocks.1.mlp.fc_in.weight"} <= set(names)
+    assert {"wte.weight", "wpe.weight", "ln_f.weight", "lm_head.weight",
+            "blocks.1.mlp.fc_in.weight"} <= set(names)
 
 
 def test_generate_appends_max_new_tokens_and_is_reproducible_with_a_seed():
@@ -107,7 +108,8 @@ def test_generate_with_temperature_zero_is_greedy():
 def test_generate_with_top_k_one_equals_greedy():
     model = GPT(TINY, seed=0)
     prompt = ids((1, 3))
-    np.testing.assert_array_equal(model.generate(prompt, 12, top_k=1, seed=1), model.generate(prompt, 12, temperature=0))
+    np.testing.assert_array_equal(model.generate(prompt, 12, top_k=1, seed=1),
+                                  model.generate(prompt, 12, temperature=0))
 
 
 def test_generate_crops_a_long_context_to_block_size():

@@ -32,7 +32,8 @@ class TorchAttention(nn.Module):
     def forward(self, x):
         B, T, C = x.shape
         H, hd = self.n_head, C // self.n_head
-        q, k, v = (proj(x).view(B, T, H, hd).transpose(1, 2) for proj in (self.q_proj, self.k_proj, self.v_proj))
+        q, k, v = (proj(x).view(B, T, H, hd).transpose(1, 2)
+                   for proj in (self.q_proj, self.k_proj, self.v_proj))
         scores = q @ k.transpose(-1, -2) / math.sqrt(hd)                      # (B, H, T, T)
         future = torch.ones(T, T, dtype=torch.bool).triu(diagonal=1)          # key s > query t
         y = scores.masked_fill(future, float("-inf")).softmax(dim=-1) @ v     # (B, H, T, hd)

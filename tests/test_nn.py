@@ -165,7 +165,8 @@ def test_load_state_dict_keeps_each_parameters_dtype_and_does_not_alias():
 def test_load_state_dict_lists_every_problem_in_one_error_and_changes_nothing():
     layer = Linear(3, 2, rng=np.random.default_rng(0))
     before = layer.state_dict()
-    bad = {"weight": np.zeros((3, 2)), "extra": np.zeros(1), "also_extra": np.zeros(1)}  # transposed weight, no bias
+    # transposed weight, no bias
+    bad = {"weight": np.zeros((3, 2)), "extra": np.zeros(1), "also_extra": np.zeros(1)}
     with pytest.raises(ValueError) as info:
         layer.load_state_dict(bad)
     message = str(info.value)
@@ -187,7 +188,8 @@ def test_load_state_dict_changes_nothing_when_only_a_later_key_is_wrong():
 
 def test_load_state_dict_not_strict_loads_what_matches_and_reports_the_rest():
     layer = Linear(2, 2, rng=np.random.default_rng(0))
-    missing, unexpected = layer.load_state_dict({"bias": np.array([3.0, 4.0]), "lora_A": np.zeros(1)}, strict=False)
+    missing, unexpected = layer.load_state_dict({"bias": np.array([3.0, 4.0]), "lora_A": np.zeros(1)},
+                                                strict=False)
     assert (missing, unexpected) == (["weight"], ["lora_A"])
     assert layer.bias.data.tolist() == [3.0, 4.0]
 
@@ -249,7 +251,8 @@ def test_linear_without_bias_has_only_a_weight():
 
 def test_linear_computes_x_times_weight_transposed_plus_bias(backend, make):
     layer = on_backend(Linear(2, 3), backend)
-    layer.load_state_dict({"weight": np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]), "bias": np.array([0.0, 0.0, 10.0])})
+    layer.load_state_dict({"weight": np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]),
+                           "bias": np.array([0.0, 0.0, 10.0])})
     out = layer(make([[2.0, 3.0]], dtype=np.float32))
     assert asnumpy(out.data).tolist() == [[2.0, 3.0, 15.0]]
 

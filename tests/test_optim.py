@@ -36,7 +36,8 @@ def minimise_quadratic(optimizer, w, make, steps):
 @pytest.mark.parametrize("options", [{}, {"momentum": 0.9}, {"momentum": 0.9, "nesterov": True}])
 def test_sgd_reaches_the_minimum_of_a_quadratic(backend, make, options):
     w = parameter(make, [0.0, 0.0, 0.0])
-    assert minimise_quadratic(SGD([w], lr=0.1, **options), w, make, steps=200) == pytest.approx(TARGET, abs=1e-4)
+    assert (minimise_quadratic(SGD([w], lr=0.1, **options), w, make, steps=200)
+            == pytest.approx(TARGET, abs=1e-4))
 
 
 def test_adamw_reaches_the_minimum_of_a_quadratic(backend, make):
@@ -104,7 +105,8 @@ def test_param_groups_use_their_own_learning_rate():
 def test_a_param_group_can_override_any_default():
     a, b = Parameter(np.ones(1, dtype=np.float32)), Parameter(np.ones(1, dtype=np.float32))
     optimizer = AdamW([{"params": [a]}, {"params": [b], "weight_decay": 0.0, "betas": (0.5, 0.9)}], lr=0.1)
-    assert optimizer.param_groups[0]["weight_decay"] == 0.01 and optimizer.param_groups[1]["weight_decay"] == 0.0
+    assert (optimizer.param_groups[0]["weight_decay"] == 0.01
+            and optimizer.param_groups[1]["weight_decay"] == 0.0)
     assert optimizer.param_groups[1]["betas"] == (0.5, 0.9)
 
 
@@ -162,8 +164,10 @@ def test_optimizer_load_state_dict_rejects_a_wrong_shape_and_changes_nothing():
     w = Parameter(np.ones(2, dtype=np.float32))
     optimizer = AdamW([w], lr=0.1)
     bad = {"state": {0: {"step": 1, "exp_avg": np.zeros(3), "exp_avg_sq": np.zeros(2)}},
-           "param_groups": [{"lr": 0.5, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0, "params": [0]}]}
-    with pytest.raises(ValueError, match=r"'exp_avg' of parameter 0 has shape \(3,\), the parameter has \(2,\)"):
+           "param_groups": [{"lr": 0.5, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0,
+                             "params": [0]}]}
+    with pytest.raises(ValueError,
+                       match=r"'exp_avg' of parameter 0 has shape \(3,\), the parameter has \(2,\)"):
         optimizer.load_state_dict(bad)
     assert optimizer.state == {} and optimizer.param_groups[0]["lr"] == 0.1
 
@@ -206,7 +210,8 @@ def test_clip_grad_norm_returns_the_norm_and_scales_gradients_down(backend, make
     a.grad, b.grad = make([3.0, 4.0], dtype=np.float32).data, make([12.0], dtype=np.float32).data
     total = clip_grad_norm_([a, b], max_norm=1.3)  # sqrt(9 + 16 + 144) = 13, so scale by 0.1
     assert total == pytest.approx(13.0)
-    assert asnumpy(a.grad).tolist() == pytest.approx([0.3, 0.4]) and asnumpy(b.grad).tolist() == pytest.approx([1.2])
+    assert (asnumpy(a.grad).tolist() == pytest.approx([0.3, 0.4])
+            and asnumpy(b.grad).tolist() == pytest.approx([1.2]))
     assert a.grad.dtype == np.float32
 
 
@@ -239,7 +244,8 @@ def test_clip_grad_norm_needs_a_positive_max_norm(max_norm, error):
     (500, 0.1),    # and it stays there
 ])
 def test_warmup_cosine_multiplier_at_known_steps(step, multiplier):
-    assert warmup_cosine(step, warmup_steps=10, total_steps=110, min_lr_ratio=0.1) == pytest.approx(multiplier)
+    assert (warmup_cosine(step, warmup_steps=10, total_steps=110, min_lr_ratio=0.1)
+            == pytest.approx(multiplier))
 
 
 def test_warmup_cosine_without_warmup_starts_at_the_full_rate():

@@ -13,7 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import array_shapes, mutually_broadcastable_shapes
 
-from tinylora import Tensor, asnumpy, backend as backend_module, gradcheck, no_grad
+from tinylora import Tensor, asnumpy, gradcheck, no_grad
+from tinylora import backend as backend_module
 
 from .fake_cupy import FakeCupyArray, calls, fake_cupy
 
@@ -94,7 +95,8 @@ def test_op_gradient_matches_finite_differences(make, rng, op, specs):
 
 def test_broadcast_gradients_sum_over_the_broadcast_axes(make, rng):
     """(5,13,24,16) * (5,1,24,1): b's gradient sums u*a over the axes b was stretched along (1 and 3)."""
-    a, b, u = rng.standard_normal((5, 13, 24, 16)), rng.standard_normal((5, 1, 24, 1)), rng.standard_normal((5, 13, 24, 16))
+    a, b = rng.standard_normal((5, 13, 24, 16)), rng.standard_normal((5, 1, 24, 1))
+    u = rng.standard_normal((5, 13, 24, 16))
     ta, tb = make(a, requires_grad=True), make(b, requires_grad=True)
     (ta * tb).backward(make(u))
     np.testing.assert_allclose(asnumpy(ta.grad), u * b)
@@ -103,7 +105,8 @@ def test_broadcast_gradients_sum_over_the_broadcast_axes(make, rng):
 
 def test_broadcast_gradients_when_both_inputs_are_stretched(make, rng):
     """(1,3,1,7,1) * (2,1,5,1,8) -> (2,3,5,7,8): each input sums over its own size-1 axes."""
-    a, b, u = rng.standard_normal((1, 3, 1, 7, 1)), rng.standard_normal((2, 1, 5, 1, 8)), rng.standard_normal((2, 3, 5, 7, 8))
+    a, b = rng.standard_normal((1, 3, 1, 7, 1)), rng.standard_normal((2, 1, 5, 1, 8))
+    u = rng.standard_normal((2, 3, 5, 7, 8))
     ta, tb = make(a, requires_grad=True), make(b, requires_grad=True)
     (ta * tb).backward(make(u))
     np.testing.assert_allclose(asnumpy(ta.grad), (u * b).sum(axis=(0, 2, 4), keepdims=True))
@@ -111,7 +114,8 @@ def test_broadcast_gradients_when_both_inputs_are_stretched(make, rng):
 
 
 # ---- 1b. properties over random shapes ------------------------------------------------------
-PROPERTY = settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+PROPERTY = settings(max_examples=10, deadline=None,
+                    suppress_health_check=[HealthCheck.function_scoped_fixture])
 BINARY = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b, "/": lambda a, b: a / b}
 
 
@@ -273,7 +277,8 @@ def test_to_cuda_without_cupy_names_the_install_command():
 def test_to_moves_a_tensor_to_the_device_and_back(backend):
     x = Tensor([1.0, 2.0], requires_grad=True)
     on_device = x.to("cuda")
-    assert isinstance(on_device.data, FakeCupyArray) and on_device.device == "cuda" and on_device.requires_grad
+    assert (isinstance(on_device.data, FakeCupyArray) and on_device.device == "cuda"
+            and on_device.requires_grad)
     np.testing.assert_array_equal(on_device.to("cpu").numpy(), [1.0, 2.0])
 
 

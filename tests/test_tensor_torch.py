@@ -58,7 +58,8 @@ def test_matmul_softmax_chain_matches_torch(make, rng):
 
 
 AWKWARD = [((5, 13, 24, 16), (5, 1, 24, 1)), ((1, 3, 1, 7, 1), (2, 1, 5, 1, 8))]
-OPS = {"add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, b: a * b, "div": lambda a, b: a / b}
+OPS = {"add": lambda a, b: a + b, "sub": lambda a, b: a - b,
+       "mul": lambda a, b: a * b, "div": lambda a, b: a / b}
 
 
 @pytest.mark.parametrize("shapes", AWKWARD, ids=["5x13x24x16-with-5x1x24x1", "1x3x1x7x1-with-2x1x5x1x8"])
