@@ -47,9 +47,11 @@ def agreement() -> None:
         model.to(device)
         _, loss = model(x, y)
         loss.backward()
-        results[device] = (loss.item(), {n: asnumpy(p.grad) for n, p in model.named_parameters() if p.grad is not None})
+        results[device] = (loss.item(),
+                           {n: asnumpy(p.grad) for n, p in model.named_parameters() if p.grad is not None})
     (loss_cpu, grads_cpu), (loss_gpu, grads_gpu) = results["cpu"], results["cuda"]
-    worst = max(float(np.abs(grads_cpu[n] - grads_gpu[n]).max() / (np.abs(grads_cpu[n]).max() + 1e-12)) for n in grads_cpu)
+    worst = max(float(np.abs(grads_cpu[n] - grads_gpu[n]).max() / (np.abs(grads_cpu[n]).max() + 1e-12))
+                for n in grads_cpu)
     print(f"agreement (bench GPT, LoRA r=8, float32): loss cpu {loss_cpu:.6f} gpu {loss_gpu:.6f}, "
           f"largest relative gradient difference {worst:.2e} over {len(grads_cpu)} LoRA tensors")
 
@@ -84,7 +86,8 @@ def domain_task() -> None:
         base = estimate_loss(model, val_ids, batch_size=16, max_batches=6, block_size=64)
         lora.apply_lora(model, lora.LoraConfig(r=4, lora_alpha=16, init_lora_weights="kaiming", seed=0))
         start = time.perf_counter()
-        fit(model, train_ids, steps=100, batch_size=16, block_size=64, lr=2e-2, warmup_steps=10, seed=0, progress=False)
+        fit(model, train_ids, steps=100, batch_size=16, block_size=64, lr=2e-2, warmup_steps=10, seed=0,
+            progress=False)
         seconds = time.perf_counter() - start
         losses[device] = estimate_loss(model, val_ids, batch_size=16, max_batches=6, block_size=64)
         print(f"domain task on {device}: held-out loss base {base:.4f} -> LoRA r=4 {losses[device]:.4f} "

@@ -39,7 +39,8 @@ def timing_samples(fns: dict, repeat: int = 21, warmup: int = 3, number: int = 1
 
 def median_times(fns: dict, repeat: int = 21, warmup: int = 3, number: int = 1) -> dict:
     """The median of ``timing_samples`` for each function: robust to the odd slow sample."""
-    return {name: statistics.median(times) for name, times in timing_samples(fns, repeat, warmup, number).items()}
+    return {name: statistics.median(times)
+            for name, times in timing_samples(fns, repeat, warmup, number).items()}
 
 
 def median_time(fn, repeat: int = 21, warmup: int = 3, number: int = 1) -> float:
@@ -70,9 +71,10 @@ def _blas_lines() -> list[str]:
         from threadpoolctl import threadpool_info
     except ImportError:
         return [f"BLAS (numpy build): {_numpy_build_blas()} (pip install threadpoolctl for the runtime view)"]
-    return [", ".join(filter(None, [f"{pool['user_api']}: {pool['internal_api']} {pool.get('version') or ''}".strip(),
-                                    f"{pool['num_threads']} threads",
-                                    pool.get("architecture") and f"architecture {pool['architecture']}"]))
+    return [", ".join(filter(None, [
+                f"{pool['user_api']}: {pool['internal_api']} {pool.get('version') or ''}".strip(),
+                f"{pool['num_threads']} threads",
+                pool.get("architecture") and f"architecture {pool['architecture']}"]))
             for pool in threadpool_info()]
 
 
@@ -107,8 +109,9 @@ def environment_report() -> str:
     for name in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
         lines.append(f"{name}={os.environ.get(name, 'unset')}")
     if os.environ.get("OPENBLAS_CORETYPE"):
-        lines.append("note: OPENBLAS_CORETYPE is set; on these machines it forces a slower OpenBLAS kernel and "
-                     "NumPy matmuls run slower. Unset it in the shell (not in code) for full-speed numbers.")
+        lines.append("note: OPENBLAS_CORETYPE is set; on these machines it forces a slower OpenBLAS kernel "
+                     "and NumPy matmuls run slower. "
+                     "Unset it in the shell (not in code) for full-speed numbers.")
     text = "\n".join(lines)
     print(text)
     return text

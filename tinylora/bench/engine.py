@@ -60,7 +60,8 @@ def per_op_overhead(repeat: int, number: int, torch=None) -> list[tuple[str, flo
     cases.append(("10-op fwd+bwd", _forward_backward, max(1, number // 10)))
     rows = []
     for name, op, calls in cases:
-        fns = {"engine": lambda: op(*ours), "torch": lambda: op(*theirs)} if torch else {"engine": lambda: op(*ours)}
+        fns = ({"engine": lambda: op(*ours), "torch": lambda: op(*theirs)} if torch
+               else {"engine": lambda: op(*ours)})
         times = median_times(fns, repeat=repeat, warmup=2, number=calls)
         rows.append((name, times["engine"] * 1e6, times["torch"] * 1e6 if torch else None))
     return rows
@@ -95,13 +96,15 @@ def _verdict(ok: bool) -> str:
 
 def print_overhead(rows) -> None:
     print("\n(a) per-op autograd overhead: (4, 4) float32, requires_grad=True; median µs per call")
-    print(f"{'op':<15}{'engine µs':>11}{'torch µs':>11}{'engine/torch':>14}   target <= {OVERHEAD_TARGET:.0f}x")
+    print(f"{'op':<15}{'engine µs':>11}{'torch µs':>11}{'engine/torch':>14}"
+          f"   target <= {OVERHEAD_TARGET:.0f}x")
     for name, engine, reference in rows:
         if reference is None:
             print(f"{name:<15}{engine:>11.2f}{'-':>11}{'-':>14}")
             continue
         ratio = engine / reference
-        print(f"{name:<15}{engine:>11.2f}{reference:>11.2f}{ratio:>13.2f}x   {_verdict(ratio <= OVERHEAD_TARGET)}")
+        print(f"{name:<15}{engine:>11.2f}{reference:>11.2f}{ratio:>13.2f}x"
+              f"   {_verdict(ratio <= OVERHEAD_TARGET)}")
 
 
 def print_matmul(results) -> None:
@@ -116,7 +119,8 @@ def print_matmul(results) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tinylora bench engine", description=__doc__.splitlines()[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--repeat", type=int, default=31, help="timed samples per measurement (the median is shown)")
+    parser.add_argument("--repeat", type=int, default=31,
+                        help="timed samples per measurement (the median is shown)")
     parser.add_argument("--number", type=int, default=2000, help="tiny-op calls per sample")
     parser.add_argument("--quick", action="store_true", help="5 samples of 200 calls: a fast, noisier run")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")

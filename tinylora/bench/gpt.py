@@ -79,18 +79,21 @@ def torch_gpt(config: GPTConfig, state_dict, torch):
     class Attention(nn.Module):
         def __init__(self):
             super().__init__()
-            self.q_proj, self.k_proj, self.v_proj, self.o_proj = (nn.Linear(C, C, bias=config.bias) for _ in range(4))
+            self.q_proj, self.k_proj, self.v_proj, self.o_proj = (nn.Linear(C, C, bias=config.bias)
+                                                                  for _ in range(4))
 
         def forward(self, x):
             B, T, _ = x.shape
-            q, k, v = (p(x).view(B, T, H, C // H).transpose(1, 2) for p in (self.q_proj, self.k_proj, self.v_proj))
+            q, k, v = (p(x).view(B, T, H, C // H).transpose(1, 2)
+                       for p in (self.q_proj, self.k_proj, self.v_proj))
             y = TF.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, H, T, hd)
             return self.o_proj(y.transpose(1, 2).reshape(B, T, C))
 
     class MLP(nn.Module):
         def __init__(self):
             super().__init__()
-            self.fc_in, self.fc_out = nn.Linear(C, 4 * C, bias=config.bias), nn.Linear(4 * C, C, bias=config.bias)
+            self.fc_in, self.fc_out = (nn.Linear(C, 4 * C, bias=config.bias),
+                                       nn.Linear(4 * C, C, bias=config.bias))
 
         def forward(self, x):
             return self.fc_out(TF.gelu(self.fc_in(x), approximate="tanh"))
@@ -110,7 +113,8 @@ def torch_gpt(config: GPTConfig, state_dict, torch):
             super().__init__()
             self.wte, self.wpe = nn.Embedding(config.vocab_size, C), nn.Embedding(config.block_size, C)
             self.blocks = nn.ModuleList(Block() for _ in range(config.n_layer))
-            self.ln_f, self.lm_head = nn.LayerNorm(C, bias=config.bias), nn.Linear(C, config.vocab_size, bias=False)
+            self.ln_f, self.lm_head = (nn.LayerNorm(C, bias=config.bias),
+                                       nn.Linear(C, config.vocab_size, bias=False))
 
         def forward(self, idx, targets):
             x = self.wte(idx) + self.wpe(torch.arange(idx.shape[1]))
@@ -126,7 +130,8 @@ def torch_gpt(config: GPTConfig, state_dict, torch):
 
 def torch_training_step(model, x, y, torch, lr: float = LR, weight_decay: float = WEIGHT_DECAY):
     """A zero-argument PyTorch training step (forward, backward, AdamW on the trainable parameters)."""
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=weight_decay)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr,
+                                  weight_decay=weight_decay)
 
     def step():
         _, loss = model(x, y)
@@ -164,7 +169,8 @@ def run_case(name: str, repeat: int, warmup: int, torch, gemm_flops: float) -> N
         samples = timing_samples({"tinylora": ours, "pytorch": theirs}, repeat, warmup)
         ours_all, theirs_all = samples["tinylora"], samples["pytorch"]
         ours_s, theirs_s = statistics.median(ours_all), statistics.median(theirs_all)
-        ratio = statistics.median(a / b for a, b in zip(ours_all, theirs_all))  # per round: robust to drifting load
+        # per round: robust to drifting load
+        ratio = statistics.median(a / b for a, b in zip(ours_all, theirs_all))
     else:
         ours_s = median_time(ours, repeat=repeat, warmup=warmup)
     flops = step_flops(config, batch)
@@ -180,18 +186,23 @@ def run_case(name: str, repeat: int, warmup: int, torch, gemm_flops: float) -> N
 
 
 def _print_load(threads: int) -> None:
-    """Warn when other processes compete for the CPUs: busy-waiting BLAS/OpenMP threads then distort timings."""
+    """Warn when other processes compete for the CPUs.
+
+    Busy-waiting BLAS/OpenMP threads then distort timings.
+    """
     if not hasattr(os, "getloadavg"):
         return
     load, cpus = os.getloadavg()[0], os.cpu_count() or 1
-    note = "" if load + threads <= cpus + 0.5 else "  (busy machine: expect noisy, slower numbers; try --threads 1)"
+    note = ("" if load + threads <= cpus + 0.5
+            else "  (busy machine: expect noisy, slower numbers; try --threads 1)")
     print(f"load average (1 min): {load:.1f} on {cpus} CPUs{note}")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tinylora bench gpt", description=__doc__.splitlines()[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--repeat", type=int, default=11, help="timed steps per measurement (the median is shown)")
+    parser.add_argument("--repeat", type=int, default=11,
+                        help="timed steps per measurement (the median is shown)")
     parser.add_argument("--threads", type=int, default=None,
                         help="BLAS and PyTorch threads (default: NumPy's BLAS count)")
     parser.add_argument("--quick", action="store_true", help="only the tiny config, 3 samples: a smoke test")

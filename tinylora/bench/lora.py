@@ -58,7 +58,8 @@ def training_bytes(model: GPT, optimizer) -> int:
     """Bytes of parameters + gradients + optimizer moments (after at least one step)."""
     params = sum(p.data.nbytes for p in model.parameters())
     grads = sum(p.grad.nbytes for p in model.parameters() if p.grad is not None)
-    moments = sum(v.nbytes for state in optimizer.state.values() for v in state.values() if hasattr(v, "nbytes"))
+    moments = sum(v.nbytes for state in optimizer.state.values() for v in state.values()
+                  if hasattr(v, "nbytes"))
     return params + grads + moments
 
 
@@ -91,7 +92,8 @@ def torch_lora_steps(config: GPTConfig, batch: int, torch) -> dict:
         if mode == "lora":
             model.requires_grad_(False)
             for block in model.blocks:
-                block.attn.q_proj, block.attn.v_proj = LoRALinear(block.attn.q_proj), LoRALinear(block.attn.v_proj)
+                block.attn.q_proj, block.attn.v_proj = (LoRALinear(block.attn.q_proj),
+                                                        LoRALinear(block.attn.v_proj))
         steps[f"torch {mode}"] = torch_training_step(model, x, y, torch, lr=1e-3, weight_decay=0.0)
     return steps
 
@@ -146,7 +148,10 @@ def file_sizes(config) -> dict:
 
 # ---- peak memory, one subprocess per mode ---------------------------------------------------
 def _peak_rss_bytes() -> int:
-    """This process's peak resident memory. Linux: VmHWM, since ru_maxrss keeps the parent's peak across exec."""
+    """This process's peak resident memory.
+
+    Linux: VmHWM, since ru_maxrss keeps the parent's peak across exec.
+    """
     try:
         with open("/proc/self/status") as f:
             return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
@@ -172,8 +177,9 @@ def peak_memory(case: str, steps: int) -> dict:
     """{mode: {"before", "peak"}} measured in one subprocess per mode."""
     result = {}
     for mode in ("full", "lora"):
-        out = subprocess.run([sys.executable, "-m", "tinylora.bench.lora", "--case", case, "--peak-child", mode,
-                              "--steps", str(steps)], capture_output=True, text=True, check=True)
+        out = subprocess.run([sys.executable, "-m", "tinylora.bench.lora", "--case", case,
+                              "--peak-child", mode, "--steps", str(steps)],
+                             capture_output=True, text=True, check=True)
         result[mode] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
 
@@ -189,16 +195,21 @@ def _row(name, ours, reference, unit, target=None) -> str:
 
 def report(label, batch, steps, sizes, inference, memory, files) -> None:
     mib = 2 ** 20
-    print(f"\nLoRA vs full fine-tuning on {label}, batch {batch}, r={LORA['r']} on {'+'.join(LORA['target_modules'])}")
+    print(f"\nLoRA vs full fine-tuning on {label}, batch {batch}, "
+          f"r={LORA['r']} on {'+'.join(LORA['target_modules'])}")
     print(f"{'measure':<36}{'LoRA':>12}{'reference':>12}{'ratio':>9}   target")
-    print(_row("train step ms (vs full)", steps["lora"] * 1e3, steps["full"] * 1e3, "2f", TARGETS["train step"]))
+    print(_row("train step ms (vs full)", steps["lora"] * 1e3, steps["full"] * 1e3, "2f",
+               TARGETS["train step"]))
     if "torch lora" in steps:
-        print(_row("  PyTorch, same model and batch", steps["torch lora"] * 1e3, steps["torch full"] * 1e3, "2f"))
+        print(_row("  PyTorch, same model and batch",
+                   steps["torch lora"] * 1e3, steps["torch full"] * 1e3, "2f"))
     print(_row("merged inference ms (vs base)", inference["merged"] * 1e3, inference["base"] * 1e3, "2f",
                TARGETS["merged inference"]))
     print(_row("unmerged inference ms (vs base)", inference["unmerged"] * 1e3, inference["base"] * 1e3, "2f"))
-    print(_row("training bytes MiB (vs full)", sizes["lora"] / mib, sizes["full"] / mib, "2f", TARGETS["training bytes"]))
-    print(_row("peak traced MiB (vs full)", memory["lora"]["traced"] / mib, memory["full"]["traced"] / mib, "1f"))
+    print(_row("training bytes MiB (vs full)", sizes["lora"] / mib, sizes["full"] / mib, "2f",
+               TARGETS["training bytes"]))
+    print(_row("peak traced MiB (vs full)",
+               memory["lora"]["traced"] / mib, memory["full"]["traced"] / mib, "1f"))
     print(_row("peak RSS MiB (vs full)", memory["lora"]["peak"] / mib, memory["full"]["peak"] / mib, "1f"))
     grown = {mode: (m["peak"] - m["before"]) / mib for mode, m in memory.items()}
     print(_row("  of which above the imports", grown["lora"], grown["full"], "1f"))
@@ -210,10 +221,13 @@ def report(label, batch, steps, sizes, inference, memory, files) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tinylora bench lora", description=__doc__.splitlines()[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--repeat", type=int, default=21, help="timed samples per measurement (the median is shown)")
+    parser.add_argument("--repeat", type=int, default=21,
+                        help="timed samples per measurement (the median is shown)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed samples first")
-    parser.add_argument("--steps", type=int, default=3, help="training steps for the peak-memory subprocesses")
-    parser.add_argument("--quick", action="store_true", help="the nano config and 3 samples: a fast smoke run")
+    parser.add_argument("--steps", type=int, default=3,
+                        help="training steps for the peak-memory subprocesses")
+    parser.add_argument("--quick", action="store_true",
+                        help="the nano config and 3 samples: a fast smoke run")
     parser.add_argument("--case", choices=sorted(CASES), default="bench", help=argparse.SUPPRESS)
     parser.add_argument("--peak-child", choices=["full", "lora"], help=argparse.SUPPRESS)
     return parser
