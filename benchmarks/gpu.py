@@ -36,8 +36,8 @@ def median_ms(fn, repeat=15, warmup=3, sync=False) -> float:
 def agreement() -> None:
     from tinylora import lora
     from tinylora.backend import asnumpy
-    from tinylora.bench.lora import batch_of_ids
-    from tinylora.gpt import GPT, GPTConfig
+    from tinylora.bench.common import batch_of_ids
+    from tinylora.models import GPT, GPTConfig
 
     config = GPTConfig.preset("bench")
     x, y = batch_of_ids(config, 16)
@@ -57,9 +57,9 @@ def agreement() -> None:
 
 
 def speed() -> None:
-    from tinylora.bench.common import training_step
-    from tinylora.bench.lora import batch_of_ids, make_model
-    from tinylora.gpt import GPTConfig
+    from tinylora.bench.common import batch_of_ids, training_step
+    from tinylora.bench.lora import make_model
+    from tinylora.models import GPTConfig
 
     config = GPTConfig.preset("bench")
     x, y = batch_of_ids(config, 16)

@@ -17,6 +17,13 @@ import numpy as np
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
+def batch_of_ids(config, batch: int, seed: int = 0):
+    """Random inputs and targets, each (batch, block_size) int64."""
+    rng = np.random.default_rng(seed)
+    shape = (batch, config.block_size)
+    return rng.integers(0, config.vocab_size, shape), rng.integers(0, config.vocab_size, shape)
+
+
 def timing_samples(fns: dict, repeat: int = 21, warmup: int = 3, number: int = 1) -> dict:
     """Seconds per call of each function: ``repeat`` samples each, ``warmup`` rounds discarded.
 

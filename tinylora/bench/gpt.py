@@ -23,7 +23,7 @@ import statistics
 import numpy as np
 
 from ..models.gpt import GPT, GPTConfig
-from .common import environment_report, median_time, timing_samples, training_step
+from .common import batch_of_ids, environment_report, median_time, timing_samples, training_step
 
 TARGET = 1.0  # tinylora step time <= PyTorch's on the bench config
 LR, WEIGHT_DECAY = 3e-4, 0.01
@@ -55,13 +55,6 @@ def sgemm_rate(repeat: int, n: int = 1024) -> float:
     rng = np.random.default_rng(0)
     a, b = (rng.standard_normal((n, n)).astype(np.float32) for _ in range(2))
     return 2 * n ** 3 / median_time(lambda: a @ b, repeat=repeat, warmup=2)
-
-
-def batch_of_ids(config: GPTConfig, batch: int, seed: int = 0):
-    """Random inputs and targets, each (batch, block_size) int64."""
-    rng = np.random.default_rng(seed)
-    shape = (batch, config.block_size)
-    return rng.integers(0, config.vocab_size, shape), rng.integers(0, config.vocab_size, shape)
 
 
 def tinylora_step(config: GPTConfig, batch: int):

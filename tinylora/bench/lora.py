@@ -24,13 +24,11 @@ import sys
 import tempfile
 import tracemalloc
 
-import numpy as np
-
 from .. import lora
 from ..io import save_model
 from ..models.gpt import GPT, GPTConfig
 from ..tensor import no_grad
-from .common import environment_report, median_times, training_step
+from .common import batch_of_ids, environment_report, median_times, training_step
 
 TARGETS = {"train step": 0.75, "merged inference": 1.02, "training bytes": 0.30}
 LORA = dict(r=8, lora_alpha=16, target_modules=("q_proj", "v_proj"))
@@ -39,13 +37,6 @@ CASES = {
     "quick": ("nano: C=32, L=2, H=2, T=32", GPTConfig.preset("nano"), 4),
     "bench": ("bench: C=256, L=4, H=4, T=128", GPTConfig.preset("bench"), 16),
 }
-
-
-def batch_of_ids(config: GPTConfig, batch: int, seed: int = 0):
-    """Random inputs and targets, each (batch, block_size) int64."""
-    rng = np.random.default_rng(seed)
-    shape = (batch, config.block_size)
-    return rng.integers(0, config.vocab_size, shape), rng.integers(0, config.vocab_size, shape)
 
 
 def make_model(config: GPTConfig, mode: str) -> GPT:
