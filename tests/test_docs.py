@@ -228,7 +228,7 @@ def test_analysis_page_amplification_example_is_what_the_code_computes():
 
 def test_readme_trainable_count_for_rank_4_on_q_and_v_is_what_lora_counts():
     from tinylora import lora
-    from tinylora.gpt import GPT, GPTConfig
+    from tinylora.models import GPT, GPTConfig
 
     assert "trainable params: 8,192 ||" in (ROOT / "README.md").read_text()
     model = lora.apply_lora(GPT(GPTConfig.preset("base")),
@@ -237,10 +237,11 @@ def test_readme_trainable_count_for_rank_4_on_q_and_v_is_what_lora_counts():
 
 
 def test_corpora_page_vocabulary_and_held_out_counts_are_what_the_code_uses():
-    from tinylora.data import VOCAB, _arithmetic_split
+    from tinylora.corpora.arithmetic import prompt_split
+    from tinylora.tokenizers import VOCAB
 
     text = (DOCS / "corpora.md").read_text()
     assert "(96 characters)" in text and "(1,219 of 12,195)" in text
-    train, held_out = _arithmetic_split()
+    train, held_out = prompt_split()
     assert len(VOCAB) == 96
     assert (len(held_out), len(train) + len(held_out)) == (1_219, 12_195)

@@ -25,7 +25,6 @@ from .corpora import (
     make_arithmetic_problems,
     score_arithmetic,
 )
-from .corpora.arithmetic import prompt_split as _arithmetic_split  # noqa: F401 (tests/test_docs.py reads it)
 from .tokenizers import VOCAB, CharTokenizer, unigram_distribution
 
 __all__ = ["train_val_split", "get_batch",
