@@ -119,7 +119,8 @@ def test_loading_into_a_deeper_base_lists_the_layers_the_adapter_lacks(tmp_path)
     lora.save_adapter(trained_adapter(), tmp_path)
     deeper = GPT(GPTConfig(vocab_size=11, block_size=8, n_layer=3, n_head=2, n_embd=8), seed=0)
     before = weights(deeper)
-    with pytest.raises(ValueError, match=r"the adapter lacks: \['blocks.2.attn.q_proj', 'blocks.2.attn.v_proj'\]"):
+    lacks = r"the adapter lacks: \['blocks.2.attn.q_proj', 'blocks.2.attn.v_proj'\]"
+    with pytest.raises(ValueError, match=lacks):
         lora.load_adapter(deeper, tmp_path)
     assert_unchanged(deeper, before)
 
@@ -152,7 +153,8 @@ def test_config_with_a_bad_rank_is_refused_as_corrupt(tmp_path):
     saved = json.loads(path.read_text())
     saved["lora_config"]["r"] = -1
     path.write_text(json.dumps(saved))
-    with pytest.raises(ValueError, match="truncated or corrupt: ValueError: LoraConfig.r must be a positive int, got -1"):
+    corrupt = "truncated or corrupt: ValueError: LoraConfig.r must be a positive int, got -1"
+    with pytest.raises(ValueError, match=corrupt):
         lora.load_adapter(GPT(TINY, seed=0), tmp_path)
 
 

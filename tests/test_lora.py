@@ -98,7 +98,8 @@ def test_trainable_count_is_r_times_in_plus_out_summed_over_adapted_layers(targe
 
 
 def test_print_line_has_peft_format_with_separators_and_four_decimals(capsys):
-    lora.print_trainable_parameters(lora.apply_lora(GPT(GPTConfig.preset("nano")), LoraConfig(r=4, lora_alpha=8)))
+    model = lora.apply_lora(GPT(GPTConfig.preset("nano")), LoraConfig(r=4, lora_alpha=8))
+    lora.print_trainable_parameters(model)
     assert capsys.readouterr().out == "trainable params: 1,024 || all params: 33,664 || trainable%: 3.0418\n"
 
 
@@ -261,7 +262,8 @@ def test_lora_trains_on_every_backend_as_it_does_on_the_cpu(backend):
 def test_lora_dropout_masks_are_made_on_the_device_and_repeat_with_the_seed(backend):
     """A GPU draws its masks from its own generator, so only the same device repeats them exactly."""
     device, x = ("cpu" if backend == "numpy" else "cuda"), ids((2, 8))
-    first, second = trained_lora_gpt(device, x, lora_dropout=0.5), trained_lora_gpt(device, x, lora_dropout=0.5)
+    first = trained_lora_gpt(device, x, lora_dropout=0.5)
+    second = trained_lora_gpt(device, x, lora_dropout=0.5)
     assert {p.device for p in first.parameters()} == {device}
     np.testing.assert_array_equal(asnumpy(first(x)[0].data), asnumpy(second(x)[0].data))
     without_dropout = trained_lora_gpt(device, x)
@@ -349,7 +351,8 @@ def assert_unchanged(model, before):
 def test_rank_above_a_layers_smaller_side_names_the_layer_and_changes_nothing():
     model = GPT(TINY, seed=0)
     before = weights(model)
-    with pytest.raises(ValueError, match=r"r=9 is larger than min\(in, out\) = 8 of layer 'blocks.0.attn.q_proj'"):
+    too_large = r"r=9 is larger than min\(in, out\) = 8 of layer 'blocks.0.attn.q_proj'"
+    with pytest.raises(ValueError, match=too_large):
         lora.apply_lora(model, LoraConfig(r=9))
     assert_unchanged(model, before)
 
@@ -357,7 +360,8 @@ def test_rank_above_a_layers_smaller_side_names_the_layer_and_changes_nothing():
 def test_target_modules_matching_nothing_lists_the_valid_names_and_changes_nothing():
     model = GPT(TINY, seed=0)
     before = weights(model)
-    with pytest.raises(ValueError, match=r"\['fc_in', 'fc_out', 'k_proj', 'lm_head', 'o_proj', 'q_proj', 'v_proj'\]"):
+    valid = r"\['fc_in', 'fc_out', 'k_proj', 'lm_head', 'o_proj', 'q_proj', 'v_proj'\]"
+    with pytest.raises(ValueError, match=valid):
         lora.apply_lora(model, LoraConfig(target_modules=["query", "value"]))
     assert_unchanged(model, before)
 
@@ -365,7 +369,8 @@ def test_target_modules_matching_nothing_lists_the_valid_names_and_changes_nothi
 def test_applying_the_same_adapter_name_twice_is_refused_and_changes_nothing():
     model = lora.apply_lora(GPT(TINY, seed=0), LoraConfig(r=2))
     before = weights(model)
-    with pytest.raises(ValueError, match="layer 'blocks.0.attn.q_proj' already has an adapter named 'default'"):
+    twice = "layer 'blocks.0.attn.q_proj' already has an adapter named 'default'"
+    with pytest.raises(ValueError, match=twice):
         lora.apply_lora(model, LoraConfig(r=4))
     assert weights(model).keys() == before.keys()
     assert lora.adapter_names(model) == ["default"]

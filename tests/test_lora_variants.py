@@ -55,7 +55,8 @@ def test_rslora_layer_adds_alpha_over_root_r_times_b_a():
 # ---- DoRA -----------------------------------------------------------------------------------------
 def test_dora_magnitude_starts_at_the_row_norms_of_w0():
     layer, a = adapted_layer(LoraConfig(r=2, use_dora=True))
-    np.testing.assert_allclose(a.lora_magnitude.data, np.linalg.norm(layer.base_layer.weight.data, axis=1), rtol=1e-12)
+    row_norms = np.linalg.norm(layer.base_layer.weight.data, axis=1)
+    np.testing.assert_allclose(a.lora_magnitude.data, row_norms, rtol=1e-12)
 
 
 def test_fresh_dora_adapter_leaves_the_output_unchanged():
@@ -66,7 +67,8 @@ def test_fresh_dora_adapter_leaves_the_output_unchanged():
 
 @pytest.mark.parametrize("dtype, tol", [(np.float32, 1e-6), (np.float64, 1e-12)])
 def test_dora_merged_output_equals_unmerged_output(dtype, tol):
-    model = lora.apply_lora(GPT(TINY, seed=0).to(dtype=dtype), LoraConfig(r=2, use_dora=True, init_lora_weights=False))
+    config = LoraConfig(r=2, use_dora=True, init_lora_weights=False)
+    model = lora.apply_lora(GPT(TINY, seed=0).to(dtype=dtype), config)
     for _, layer in lora.lora_layers(model):  # move m off the row norms, so the rescaling matters
         layer.adapters["default"].lora_magnitude.data *= 1.5
     x = ids((2, 8))
@@ -76,7 +78,8 @@ def test_dora_merged_output_equals_unmerged_output(dtype, tol):
 
 
 def test_dora_unmerge_after_merge_restores_w0():
-    model = lora.apply_lora(GPT(TINY, seed=0).to(dtype=np.float64), LoraConfig(r=2, use_dora=True, init_lora_weights=False))
+    config = LoraConfig(r=2, use_dora=True, init_lora_weights=False)
+    model = lora.apply_lora(GPT(TINY, seed=0).to(dtype=np.float64), config)
     before = {n: p.numpy() for n, p in model.named_parameters()}
     lora.unmerge_lora(lora.merge_lora(model))
     for name, p in model.named_parameters():
@@ -120,7 +123,8 @@ def test_dora_gradient_differs_from_the_one_through_the_norm():
 def pissa_layer(dtype=np.float64):
     layer = LoRALinear(Linear(6, 5, rng=np.random.default_rng(0), dtype=dtype))
     W0 = layer.base_layer.weight.numpy()
-    layer.add_adapter("default", LoraConfig(r=2, lora_alpha=4, init_lora_weights="pissa"), np.random.default_rng(1))
+    config = LoraConfig(r=2, lora_alpha=4, init_lora_weights="pissa")
+    layer.add_adapter("default", config, np.random.default_rng(1))
     layer.active_adapter = "default"
     return layer, layer.adapters["default"], W0
 

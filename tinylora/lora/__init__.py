@@ -1,0 +1,59 @@
+"""LoRA: freeze W0 and learn a low-rank update ΔW = B·A (Hu et al., 2021, arXiv:2106.09685).
+
+For a frozen Linear with weight W0 of shape (out, in), an adapter of rank r adds
+A (r, in) and B (out, r) and computes  h = W0·x + scaling · B·A·dropout(x),  scaling = α / r.
+B starts at zero, so a fresh adapter changes nothing; A starts random, so B's first gradient
+is not zero and training can begin (if both were zero, neither would ever move).
+
+Names follow PEFT / loralib: ``LoraConfig``, ``apply_lora`` (PEFT's get_peft_model),
+``print_trainable_parameters``, ``merge_and_unload``, ``set_adapter``, ``disable_adapters``.
+
+>>> from tinylora.models import GPT, GPTConfig
+>>> model = apply_lora(GPT(GPTConfig.preset("nano")), LoraConfig(r=4, lora_alpha=8))
+>>> print_trainable_parameters(model)   # 2 layers x (q_proj, v_proj) x 4·(32 + 32) = 1,024
+trainable params: 1,024 || all params: 33,664 || trainable%: 3.0418
+
+One idea per file, imports flowing one way (variants ← config ← layer ← model ← io):
+
+- ``config.py``: ``LoraConfig``;
+- ``variants.py``: rsLoRA's scaling α / √r, DoRA and PiSSA, each one object with hooks;
+- ``layer.py``: ``LoraLinear``, the frozen Linear and its adapters, h = W0·x + b + s·B·(A·x);
+- ``model.py``: finding the target layers, adding, switching, merging and removing adapters,
+  counting parameters, and LoRA+'s optimizer groups (B gets a larger learning rate);
+- ``io.py``: ``save_adapter`` / ``load_adapter``, PEFT's file layout.
+"""
+from .config import LoraConfig
+from .io import ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME, load_adapter, save_adapter
+from .layer import LoraAdapter, LoRALinear, LoraLinear
+from .model import (
+    _find_targets,  # noqa: F401  (the old private name; experiments/sweep.py still imports it)
+    active_adapter,
+    adapter_names,
+    add_adapter,
+    apply_lora,
+    count_parameters,
+    delete_adapter,
+    disable_adapters,
+    find_targets,
+    get_delta_weights,
+    lora_layers,
+    lora_plus_param_groups,
+    mark_only_lora_as_trainable,
+    merge_and_unload,
+    merge_lora,
+    print_trainable_parameters,
+    set_adapter,
+    unload,
+    unmerge_lora,
+)
+from .variants import DoraVariant, LoraVariant, PissaVariant, lora_scaling
+
+__all__ = [
+    "LoraConfig", "LoraLinear", "LoRALinear", "LoraAdapter",
+    "LoraVariant", "DoraVariant", "PissaVariant", "lora_scaling",
+    "apply_lora", "add_adapter", "set_adapter", "active_adapter", "adapter_names", "delete_adapter",
+    "disable_adapters", "mark_only_lora_as_trainable", "find_targets", "lora_layers",
+    "merge_lora", "unmerge_lora", "merge_and_unload", "unload", "get_delta_weights",
+    "count_parameters", "print_trainable_parameters", "lora_plus_param_groups",
+    "save_adapter", "load_adapter", "ADAPTER_CONFIG_NAME", "ADAPTER_WEIGHTS_NAME",
+]
