@@ -18,7 +18,7 @@ PACKAGE = ROOT / "tinylora"
 LAYERS = [
     {"_validate", "backend"},
     {"tensor"},
-    {"functional", "gradcheck", "io"},
+    {"_op_checks", "array_ops", "functional", "gradcheck", "io"},
     {"module", "nn", "optim"},
     {"tokenizers", "corpora", "data"},
     {"models", "lora", "gpt", "checkpoint"},  # gpt.py and checkpoint.py: re-export shims for old imports

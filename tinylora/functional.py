@@ -16,66 +16,16 @@ array([[0.09 , 0.245, 0.665]], dtype=float32)
 from __future__ import annotations
 
 import functools
-import itertools
 import math
 import numbers
 
+from ._op_checks import as_tensor, check_axis, check_range, int_array, same_device
+from .array_ops import concat, stack, where
 from .backend import device_of, get_array_module, scatter_add
 from .tensor import Tensor, _result, unbroadcast
 
-__all__ = ["linear", "softmax", "log_softmax", "cross_entropy", "layer_norm", "gelu", "dropout", "embedding",
-           "scaled_dot_product_attention", "where", "concat", "stack"]
-
-
-# ---- helpers -------------------------------------------------------------------------------
-def _tensor(x, name: str, fn: str) -> Tensor:
-    """A Tensor as is; array data wrapped in a (non-grad) Tensor."""
-    if isinstance(x, Tensor):
-        return x
-    if x is None:
-        raise TypeError(f"{fn}: {name} must be a Tensor, got None")
-    return Tensor(x)
-
-
-def _same_device(fn: str, **tensors) -> object:
-    """The array module shared by all the named tensors (None entries skipped); else a ValueError."""
-    named = [(name, t) for name, t in tensors.items() if t is not None]
-    first_name, first = named[0]
-    xp = first.xp
-    for name, t in named[1:]:
-        if t.xp is not xp:
-            raise ValueError(f"{fn}: expected all tensors on one device, but {first_name} is on {first.device} "
-                             f"and {name} is on {t.device}; move one with .to({first.device!r})")
-    return xp
-
-
-def _axis(axis, ndim: int, fn: str) -> int:
-    if not isinstance(axis, numbers.Integral) or not -ndim <= axis < max(ndim, 1):
-        raise ValueError(f"{fn}: axis {axis!r} is out of range for a tensor with {ndim} dimensions")
-    return int(axis) % max(ndim, 1)
-
-
-def _int_array(values, like: Tensor, name: str, fn: str):
-    """Integer indices (array, list or Tensor) on ``like``'s device; host indices are moved over."""
-    if isinstance(values, Tensor):
-        values = values.data
-    if like.device == "cpu" and device_of(values) != "cpu":
-        raise ValueError(f"{fn}: {name} are on {device_of(values)} but the data is on cpu; "
-                         "move them with tinylora.asnumpy")
-    values = like.xp.asarray(values)  # host ids move to the data's device, as in Tensor indexing
-    if values.dtype.kind not in "iu":
-        raise TypeError(f"{fn}: {name} must be an integer array, got dtype {values.dtype}")
-    return values
-
-
-def _check_range(ids, size: int, name: str, fn: str, ignore=None) -> None:
-    """ValueError naming the first index outside [0, size) (positions equal to ``ignore`` excepted)."""
-    bad = (ids < 0) | (ids >= size)
-    if ignore is not None:
-        bad &= ids != ignore
-    if bool(bad.any()):  # one device-to-host sync, a single bool
-        value = int(ids[bad].reshape(-1)[0].item())
-        raise ValueError(f"{fn}: {name} {value} is out of range; valid values are [0, {size})")
+__all__ = ["linear", "lora_linear", "softmax", "log_softmax", "cross_entropy", "layer_norm", "gelu",
+           "dropout", "embedding", "scaled_dot_product_attention", "where", "concat", "stack"]
 
 
 # ---- linear ------------------------------------------------------------------------------
@@ -92,9 +42,9 @@ def linear(x, weight, bias=None) -> Tensor:
     >>> linear(x, w, Tensor(np.zeros(4, dtype=np.float32))).shape  # host-ok (example input)
     (2, 4)
     """
-    x, weight = _tensor(x, "x", "linear"), _tensor(weight, "weight", "linear")
-    bias = None if bias is None else _tensor(bias, "bias", "linear")
-    _same_device("linear", x=x, weight=weight, bias=bias)
+    x, weight = as_tensor(x, "x", "linear"), as_tensor(weight, "weight", "linear")
+    bias = None if bias is None else as_tensor(bias, "bias", "linear")
+    same_device("linear", x=x, weight=weight, bias=bias)
     if weight.ndim != 2 or x.ndim < 1 or x.shape[-1] != weight.shape[1]:
         raise ValueError(f"linear: x of shape {x.shape} needs last dimension == weight.shape[1] "
                          f"for weight of shape (out, in) = {weight.shape}")
@@ -117,7 +67,6 @@ def linear(x, weight, bias=None) -> Tensor:
     return _result(out.reshape(x.shape[:-1] + (n_out,)), parents, backward)
 
 
-# ---- softmax family ------------------------------------------------------------------------
 def lora_linear(x, weight, bias, lora_A, lora_B, scaling: float) -> Tensor:
     """A LoRA layer in one op: ``x W0ᵀ + bias + scaling · (x Aᵀ) Bᵀ``.
 
@@ -126,19 +75,20 @@ def lora_linear(x, weight, bias, lora_A, lora_B, scaling: float) -> Tensor:
     costs out·r·in multiply-adds, far fewer than the rows·out·in of the product with x, and
     leaves one big GEMM forward and one backward, as a plain ``linear`` has. Nothing the size
     of x is saved beyond x itself, and the frozen W0 gets no gradient unless it requires one.
+    The plain formula, ``W0·x + s·B·(A·x)`` in three ops, is ``LoraLinear.plain_forward``.
 
     >>> import numpy as np
     >>> from tinylora import Tensor
-    >>> x, W0 = Tensor(np.ones((2, 3), np.float32)), Tensor(np.eye(3, dtype=np.float32))  # host-ok (example input)
-    >>> A, B = Tensor(np.ones((1, 3), np.float32)), Tensor(np.ones((3, 1), np.float32))  # host-ok (example input)
+    >>> x, W0 = Tensor(np.ones((2, 3), np.float32)), Tensor(np.eye(3, dtype=np.float32))  # host-ok
+    >>> A, B = Tensor(np.ones((1, 3), np.float32)), Tensor(np.ones((3, 1), np.float32))  # host-ok
     >>> lora_linear(x, W0, None, A, B, 0.5).data   # 1 + 0.5 * 3
     array([[2.5, 2.5, 2.5],
            [2.5, 2.5, 2.5]], dtype=float32)
     """
-    x, weight = _tensor(x, "x", "lora_linear"), _tensor(weight, "weight", "lora_linear")
-    A, B = _tensor(lora_A, "lora_A", "lora_linear"), _tensor(lora_B, "lora_B", "lora_linear")
-    bias = None if bias is None else _tensor(bias, "bias", "lora_linear")
-    _same_device("lora_linear", x=x, weight=weight, bias=bias, lora_A=A, lora_B=B)
+    x, weight = as_tensor(x, "x", "lora_linear"), as_tensor(weight, "weight", "lora_linear")
+    A, B = as_tensor(lora_A, "lora_A", "lora_linear"), as_tensor(lora_B, "lora_B", "lora_linear")
+    bias = None if bias is None else as_tensor(bias, "bias", "lora_linear")
+    same_device("lora_linear", x=x, weight=weight, bias=bias, lora_A=A, lora_B=B)
     n_out, n_in = weight.shape
     if x.shape[-1] != n_in or A.shape[1:] != (n_in,) or B.shape != (n_out, A.shape[0]):
         raise ValueError(f"lora_linear: shapes do not fit: x {x.shape}, weight (out, in) {weight.shape}, "
@@ -168,6 +118,7 @@ def lora_linear(x, weight, bias, lora_A, lora_B, scaling: float) -> Tensor:
     return _result(out.reshape(x.shape[:-1] + (n_out,)), parents, backward)
 
 
+# ---- softmax family ------------------------------------------------------------------------
 def softmax(x, axis: int = -1) -> Tensor:
     """``exp(x) / sum(exp(x))`` along ``axis``, computed after subtracting the max (no overflow).
 
@@ -178,8 +129,8 @@ def softmax(x, axis: int = -1) -> Tensor:
     >>> softmax(Tensor(np.array([0.0, 0.0], dtype=np.float32))).data  # host-ok (example input)
     array([0.5, 0.5], dtype=float32)
     """
-    x = _tensor(x, "x", "softmax")
-    axis = _axis(axis, x.ndim, "softmax")
+    x = as_tensor(x, "x", "softmax")
+    axis = check_axis(axis, x.ndim, "softmax")
     xp = x.xp
     out = _exp_normalise(x.data - x.data.max(axis=axis, keepdims=True), axis, xp)  # no overflow in exp
 
@@ -193,7 +144,7 @@ def softmax(x, axis: int = -1) -> Tensor:
 
 
 def _exp_normalise(shifted, axis, xp):
-    """Softmax of ``shifted`` (scores minus their max) along ``axis``, in place: ``shifted`` is overwritten."""
+    """Softmax of ``shifted`` along ``axis``, in place (``shifted`` is overwritten)."""
     xp.exp(shifted, out=shifted)
     shifted /= shifted.sum(axis=axis, keepdims=True)
     return shifted
@@ -209,8 +160,8 @@ def log_softmax(x, axis: int = -1) -> Tensor:
     >>> log_softmax(Tensor(np.array([1e4, 0.0], dtype=np.float32))).data  # host-ok (example input)
     array([     0., -10000.], dtype=float32)
     """
-    x = _tensor(x, "x", "log_softmax")
-    axis = _axis(axis, x.ndim, "log_softmax")
+    x = as_tensor(x, "x", "log_softmax")
+    axis = check_axis(axis, x.ndim, "log_softmax")
     xp = x.xp
     out = x.data - x.data.max(axis=axis, keepdims=True)  # shifted; becomes the output in place
     out -= xp.log(xp.exp(out).sum(axis=axis, keepdims=True))
@@ -237,16 +188,16 @@ def cross_entropy(logits, targets, ignore_index=None) -> Tensor:
     >>> round(cross_entropy(logits, np.array([1, 3])).item(), 4)  # host-ok (example input): log(4)
     1.3863
     """
-    logits = _tensor(logits, "logits", "cross_entropy")
+    logits = as_tensor(logits, "logits", "cross_entropy")
     xp = logits.xp
     if logits.ndim < 1:
         raise ValueError("cross_entropy: logits must have a class axis, shape (..., C); got a scalar")
-    t = _int_array(targets, logits, "targets", "cross_entropy")
+    t = int_array(targets, logits, "targets", "cross_entropy")
     n_classes = logits.shape[-1]
     if t.shape != logits.shape[:-1]:
-        raise ValueError(f"cross_entropy: targets shape {t.shape} must equal the logits shape without the class "
-                         f"axis, {logits.shape[:-1]} (logits are {logits.shape})")
-    _check_range(t, n_classes, "target", "cross_entropy", ignore=ignore_index)
+        raise ValueError(f"cross_entropy: targets shape {t.shape} must equal the logits shape without the "
+                         f"class axis, {logits.shape[:-1]} (logits are {logits.shape})")
+    check_range(t, n_classes, "target", "cross_entropy", ignore=ignore_index)
     t = t.reshape(-1)
     keep = t != ignore_index if ignore_index is not None else xp.ones(t.shape, dtype=bool)
     n_kept = int(keep.sum())  # host-ok: a count, needed for the mean
@@ -278,13 +229,14 @@ def layer_norm(x, weight=None, bias=None, eps: float = 1e-5) -> Tensor:
 
     >>> import numpy as np
     >>> from tinylora import Tensor
-    >>> layer_norm(Tensor(np.array([[1.0, 3.0]], dtype=np.float32)), None, None, eps=0.0).data  # host-ok (example input)
+    >>> x = Tensor(np.array([[1.0, 3.0]], dtype=np.float32))  # host-ok (example input)
+    >>> layer_norm(x, None, None, eps=0.0).data
     array([[-1.,  1.]], dtype=float32)
     """
-    x = _tensor(x, "x", "layer_norm")
-    weight = None if weight is None else _tensor(weight, "weight", "layer_norm")
-    bias = None if bias is None else _tensor(bias, "bias", "layer_norm")
-    xp = _same_device("layer_norm", x=x, weight=weight, bias=bias)
+    x = as_tensor(x, "x", "layer_norm")
+    weight = None if weight is None else as_tensor(weight, "weight", "layer_norm")
+    bias = None if bias is None else as_tensor(bias, "bias", "layer_norm")
+    xp = same_device("layer_norm", x=x, weight=weight, bias=bias)
     if x.ndim < 1:
         raise ValueError("layer_norm: x must have at least one dimension, shape (..., D)")
     for name, p in (("weight", weight), ("bias", bias)):
@@ -335,7 +287,7 @@ def gelu(x) -> Tensor:
     >>> gelu(Tensor(np.array([-1.0, 0.0, 1.0], dtype=np.float32))).data.round(4)  # host-ok (example input)
     array([-0.1588,  0.    ,  0.8412], dtype=float32)
     """
-    x = _tensor(x, "x", "gelu")
+    x = as_tensor(x, "x", "gelu")
     xp, a = x.xp, x.data
     h = a * a  # (...): becomes h = 0.5 (1 + tanh(u)), u = sqrt(2/pi) (a + 0.044715 a^3), in place
     h *= 0.044715 * _GELU_C
@@ -372,7 +324,7 @@ def dropout(x, p: float, training: bool, rng=None) -> Tensor:
     >>> dropout(x, 0.5, training=True, rng=np.random.default_rng(0)).data
     array([2., 2., 2., 0.], dtype=float32)
     """
-    x = _tensor(x, "x", "dropout")
+    x = as_tensor(x, "x", "dropout")
     if not (isinstance(p, numbers.Real) and 0 <= p < 1):
         raise ValueError(f"dropout: p must be in [0, 1), got {p!r}")
     if not training or p == 0:
@@ -401,18 +353,18 @@ def embedding(ids, weight) -> Tensor:
     array([[4., 5.],
            [0., 1.]], dtype=float32)
     """
-    weight = _tensor(weight, "weight", "embedding")
+    weight = as_tensor(weight, "weight", "embedding")
     if weight.ndim != 2:
         raise ValueError(f"embedding: weight must be (V, D), got shape {weight.shape}")
     xp = weight.xp
-    ids = _int_array(ids, weight, "ids", "embedding")
-    _check_range(ids, weight.shape[0], "id", "embedding")
+    ids = int_array(ids, weight, "ids", "embedding")
+    check_range(ids, weight.shape[0], "id", "embedding")
 
     def backward(g):  # g: (..., D)
         grad = xp.zeros(weight.shape, dtype=weight.dtype)  # (V, D), C-ordered so reshape(-1) is a view
         D = weight.shape[1]
         # Scatter element by element on the flat table: NumPy's add.at is ~9x faster with 1-D indices.
-        flat_ids = ids.astype(xp.int64)[..., None] * D + xp.arange(D)  # (..., D): each element's place in grad
+        flat_ids = ids.astype(xp.int64)[..., None] * D + xp.arange(D)  # (..., D): each element's place
         scatter_add(grad.reshape(-1), flat_ids.reshape(-1), g.reshape(-1))
         return (grad,)
     return _result(weight.data[ids], (weight,), backward)
@@ -433,14 +385,15 @@ def scaled_dot_product_attention(q, k, v, causal: bool = True) -> Tensor:
     >>> scaled_dot_product_attention(q, k, v).data.reshape(-1)  # row 0 sees only key 0
     array([1., 2.], dtype=float32)
     """
-    q, k, v = (_tensor(t, name, "scaled_dot_product_attention") for t, name in ((q, "q"), (k, "k"), (v, "v")))
-    xp = _same_device("scaled_dot_product_attention", q=q, k=k, v=v)
+    fn = "scaled_dot_product_attention"
+    q, k, v = (as_tensor(t, name, fn) for t, name in ((q, "q"), (k, "k"), (v, "v")))
+    xp = same_device(fn, q=q, k=k, v=v)
     if min(q.ndim, k.ndim, v.ndim) < 2 or q.shape[-1] != k.shape[-1] or k.shape[-2] != v.shape[-2]:
-        raise ValueError(f"scaled_dot_product_attention: need q (..., T, hd), k (..., S, hd), v (..., S, hv); "
+        raise ValueError(f"{fn}: need q (..., T, hd), k (..., S, hd), v (..., S, hv); "
                          f"got q {q.shape}, k {k.shape}, v {v.shape}")
     T, S = q.shape[-2], k.shape[-2]
     if causal and T > S:
-        raise ValueError(f"scaled_dot_product_attention: causal attention needs T <= S (queries are the last T "
+        raise ValueError(f"{fn}: causal attention needs T <= S (queries are the last T "
                          f"of S key positions); got T={T}, S={S}")
     scale = 1.0 / math.sqrt(q.shape[-1])
     q_scaled = q.data * scale  # (..., T, hd): cheaper to scale than the (T, S) scores
@@ -475,102 +428,3 @@ def _causal_mask(T: int, S: int, dtype, xp):
     """
     hidden = xp.triu(xp.ones((T, S), dtype=bool), k=S - T + 1)  # (T, S)
     return xp.where(hidden, -math.inf, 0.0).astype(dtype)
-
-
-# ---- selection and joining -----------------------------------------------------------------
-def where(cond, a, b) -> Tensor:
-    """Elementwise ``a if cond else b``, with broadcasting.
-
-    Shapes: cond, a and b broadcast together. ``cond`` is a bool array or Tensor; ``a`` and ``b``
-    are Tensors or Python scalars (at least one a Tensor; a scalar takes the other's dtype).
-
-    >>> import numpy as np
-    >>> from tinylora import Tensor
-    >>> where(np.array([True, False]), Tensor(np.array([1.0, 2.0], dtype=np.float32)), 0.0).data  # host-ok (example input)
-    array([1., 0.], dtype=float32)
-    """
-    if isinstance(a, Tensor):
-        b = a._lift(b)  # a scalar takes a's dtype; another device raises
-    elif isinstance(b, Tensor):
-        a = b._lift(a)
-    else:
-        raise TypeError("where: at least one of a and b must be a Tensor")
-    xp = _same_device("where", a=a, b=b)
-    c = cond.data if isinstance(cond, Tensor) else cond
-    if a.device == "cpu" and device_of(c) != "cpu":
-        raise ValueError(f"where: cond is on {device_of(c)} but a and b are on cpu")
-    c = xp.asarray(c)  # a host mask moves to the data's device
-    if c.dtype.kind != "b":
-        raise TypeError(f"where: cond must be a bool array, got dtype {c.dtype}")
-    try:
-        out = xp.where(c, a.data, b.data)
-    except ValueError:
-        raise ValueError(f"where: shapes do not broadcast: cond {c.shape}, a {a.shape}, b {b.shape}") from None
-
-    def backward(g):
-        ga = unbroadcast(xp.where(c, g, 0), a.shape) if a.requires_grad else None
-        gb = unbroadcast(xp.where(c, 0, g), b.shape) if b.requires_grad else None
-        return ga, gb
-    return _result(out, (a, b), backward)
-
-
-def _check_joinable(tensors, fn: str):
-    tensors = [_tensor(t, f"tensors[{i}]", fn) for i, t in enumerate(tensors)]
-    if not tensors:
-        raise ValueError(f"{fn}: needs at least one tensor, got an empty sequence")
-    xp = _same_device(fn, **{f"tensors[{i}]": t for i, t in enumerate(tensors)})
-    return tensors, xp
-
-
-def concat(tensors, axis: int = 0) -> Tensor:
-    """Join tensors along an existing axis.
-
-    Shapes: each (..., n_i, ...) equal except along ``axis`` -> (..., sum n_i, ...).
-
-    >>> import numpy as np
-    >>> from tinylora import Tensor
-    >>> a, b = Tensor(np.zeros((1, 2), dtype=np.float32)), Tensor(np.ones((2, 2), dtype=np.float32))  # host-ok (example input)
-    >>> concat([a, b]).shape
-    (3, 2)
-    """
-    tensors, xp = _check_joinable(tensors, "concat")
-    first = tensors[0]
-    axis = _axis(axis, first.ndim, "concat")
-    for i, t in enumerate(tensors):
-        if t.ndim != first.ndim or any(n != m for d, (n, m) in enumerate(zip(t.shape, first.shape)) if d != axis):
-            raise ValueError(f"concat: tensors[{i}] has shape {t.shape}, which does not match tensors[0] {first.shape} "
-                             f"outside axis {axis}")
-    out = xp.concatenate([t.data for t in tensors], axis=axis)
-    ends = list(itertools.accumulate(t.shape[axis] for t in tensors))
-
-    def backward(g):
-        lead = (slice(None),) * axis
-        return tuple(g[lead + (slice(end - t.shape[axis], end),)] if t.requires_grad else None
-                     for t, end in zip(tensors, ends))
-    return _result(out, tuple(tensors), backward)
-
-
-def stack(tensors, axis: int = 0) -> Tensor:
-    """Join same-shape tensors along a new axis.
-
-    Shapes: n tensors of shape s -> s with n inserted at ``axis``.
-
-    >>> import numpy as np
-    >>> from tinylora import Tensor
-    >>> a = Tensor(np.zeros(3, dtype=np.float32))  # host-ok (example input)
-    >>> stack([a, a], axis=1).shape
-    (3, 2)
-    """
-    tensors, xp = _check_joinable(tensors, "stack")
-    first = tensors[0]
-    axis = _axis(axis, first.ndim + 1, "stack")
-    for i, t in enumerate(tensors):
-        if t.shape != first.shape:
-            raise ValueError(f"stack: tensors[{i}] has shape {t.shape} but tensors[0] has {first.shape}; "
-                             "stack needs equal shapes")
-    out = xp.stack([t.data for t in tensors], axis=axis)
-
-    def backward(g):
-        lead = (slice(None),) * axis
-        return tuple(g[lead + (i,)] if t.requires_grad else None for i, t in enumerate(tensors))
-    return _result(out, tuple(tensors), backward)
