@@ -117,7 +117,7 @@ base, tokenizer = load_base()
 config = LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"])
 model = apply_lora(load_base()[0], config, adapter_name="recipes")
 
-layer = model.blocks[0].attn.q_proj                     # a LoRALinear around the frozen Linear
+layer = model.blocks[0].attn.q_proj                     # a LoraLinear around the frozen Linear
 adapter = layer.adapters["recipes"]
 print(layer)
 print("W0", layer.base_layer.weight.shape, " A", adapter.lora_A.shape, " B", adapter.lora_B.shape,
