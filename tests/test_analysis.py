@@ -7,9 +7,17 @@ import numpy as np
 import pytest
 
 from tinylora.experiments.analysis import (
-    amplification_factor, cumulative_energy, effective_rank, energy_rank, knee_rank,
-    random_baseline_spectrum, random_subspace_similarity, recovered_fraction, singular_spectrum,
-    subspace_similarity, subspace_similarity_grid,
+    amplification_factor,
+    cumulative_energy,
+    effective_rank,
+    energy_rank,
+    knee_rank,
+    random_baseline_spectrum,
+    random_subspace_similarity,
+    recovered_fraction,
+    singular_spectrum,
+    subspace_similarity,
+    subspace_similarity_grid,
 )
 
 

@@ -2,11 +2,12 @@
 
 A checker that never fails teaches nothing, so each exercise is tried with its solution (must
 pass), its stub (the friendly "not implemented" message), plausible wrong answers (the targeted
-hint) and malformed outputs (a message naming what was expected). The notebooks are checked to
-match their builder, and one is executed end to end.
+hint) and malformed outputs (a message naming what was expected). Every exercise has a notebook
+with its stub and its check call, and one is executed end to end.
 """
 from __future__ import annotations
 
+import ast
 import functools
 import importlib.util
 import json
@@ -74,12 +75,25 @@ def stub_for(number: int, name: str):
 @pytest.mark.parametrize("number", NUMBERS)
 def test_a_stub_that_raises_not_implemented_gets_the_friendly_message(number):
     stubs = [stub_for(number, name) for name in functions_needed(number)]
-    with pytest.raises(ExerciseNotDone, match=f"Exercise {number} is not implemented yet: write {stubs[0].__name__}\\. Replace"):
+    with pytest.raises(ExerciseNotDone, match=f"Exercise {number} is not implemented yet: write "
+                                              f"{stubs[0].__name__}\\. Replace"):
         run_checker(number, *stubs)
 
 
 def test_exercise_not_done_is_an_assertion_error():
     assert issubclass(ExerciseNotDone, AssertionError)
+
+
+def test_the_package_defines_the_exercise_record_and_the_registry_once():
+    package = Path(__file__).resolve().parent.parent / "tinylora"
+    found = []
+    for path in sorted(package.rglob("*.py")):
+        for node in ast.parse(path.read_text()).body:
+            names = [node.name] if isinstance(node, ast.ClassDef) else \
+                [t.id for t in getattr(node, "targets", []) if isinstance(t, ast.Name)]
+            found += [(name, path.relative_to(package).as_posix()) for name in names
+                      if name in ("Exercise", "EXERCISES")]
+    assert sorted(found) == [("EXERCISES", "exercises/registry.py"), ("Exercise", "exercises/engine.py")]
 
 
 # ---- plausible wrong answers get their hint ----------------------------------------------------
@@ -90,7 +104,8 @@ def _sum_to(grad, shape, reduce):
 
 
 def _softmax(x, axis=-1, stable=True):
-    with np.errstate(over="ignore", invalid="ignore"):   # the unstable and fully masked ones are meant to fail
+    # the unstable and the fully masked ones are meant to fail
+    with np.errstate(over="ignore", invalid="ignore"):
         e = np.exp(x - x.max(axis=axis, keepdims=True) if stable else x)
         return e / e.sum(axis=axis, keepdims=True)
 
@@ -158,7 +173,8 @@ WRONG_ANSWERS = {
         1, [lambda g, s: g.sum(axis=tuple(range(g.ndim - len(s))))], "the axes where `shape` has a 1"),
     "matmul backward missing a transpose": (
         2, [lambda a, b, g: (g @ b, a.T @ g)], "missing transpose: grad_a = grad_out @ bᵀ"),
-    "matmul backward in the wrong order": (2, [lambda a, b, g: (a.T @ g, g @ b.T)], "you returned (grad_b, grad_a)"),
+    "matmul backward in the wrong order": (
+        2, [lambda a, b, g: (a.T @ g, g @ b.T)], "you returned (grad_b, grad_a)"),
     "matmul backward with grad_b transposed": (
         2, [lambda a, b, g: (g @ b.T, g.T @ a)], "you returned the transpose of grad_b"),
     "cross-entropy backward without the 1/N": (
@@ -167,12 +183,14 @@ WRONG_ANSWERS = {
         3, [lambda z, t: -_cross_entropy_mean(z, t)], "wrong sign"),
     "cross-entropy backward without max subtraction": (
         3, [lambda z, t: _cross_entropy_mean(z, t, stable=False)], "subtract each row's max"),
-    "layer-norm backward with mean and variance held constant": (4, [_ln_constants], "treated them as constants"),
+    "layer-norm backward with mean and variance held constant": (
+        4, [_ln_constants], "treated them as constants"),
     "layer-norm backward forgetting the weight in dx": (4, [_ln_no_weight], "forgot the weight"),
     "layer-norm backward with dweight from x": (4, [_ln_dweight_from_x], "not by x"),
     "layer-norm backward summing axis 0 only": (4, [_ln_sum_axis0], "not only axis 0"),
     "layer-norm backward with eps outside the root": (4, [_ln_eps_outside], "inside the square root"),
-    "causal mask without the diagonal": (5, [lambda T: np.tril(np.ones((T, T), dtype=bool), k=-1)], "off by one"),
+    "causal mask without the diagonal": (
+        5, [lambda T: np.tril(np.ones((T, T), dtype=bool), k=-1)], "off by one"),
     "causal mask transposed": (5, [lambda T: np.triu(np.ones((T, T), dtype=bool))], "transposed"),
     "causal mask of ints": (5, [lambda T: np.tril(np.ones((T, T), dtype=int))], "dtype bool"),
     "lora forward without the scaling": (
@@ -184,11 +202,14 @@ WRONG_ANSWERS = {
     "lora forward with W0 untransposed": (
         6, [lambda x, W0, A, B, alpha, r: x @ W0 + (alpha / r) * x @ A.T @ B.T], "x @ W0.T is (..., out)"),
     "merge without the scaling": (
-        7, [lambda W0, A, B, alpha, r: W0 + B @ A, lambda W, A, B, alpha, r: W - B @ A], "forgot the scaling"),
+        7, [lambda W0, A, B, alpha, r: W0 + B @ A, lambda W, A, B, alpha, r: W - B @ A],
+        "forgot the scaling"),
     "merge that changes W0 in place": (
-        7, [_merge_in_place, lambda W, A, B, alpha, r: W - (alpha / r) * B @ A], "changed its input W0 in place"),
+        7, [_merge_in_place, lambda W, A, B, alpha, r: W - (alpha / r) * B @ A], "changed its input W0 in "
+                                                                                 "place"),
     "unmerge that adds instead of subtracting": (
-        7, [lambda W0, A, B, alpha, r: W0 + (alpha / r) * B @ A, lambda W, A, B, alpha, r: W + (alpha / r) * B @ A],
+        7, [lambda W0, A, B, alpha, r: W0 + (alpha / r) * B @ A,
+            lambda W, A, B, alpha, r: W + (alpha / r) * B @ A],
         "unmerge subtracts"),
     "parameter count of r·d_in·d_out": (
         8, [lambda shapes, r: sum(r * o * i for o, i in shapes)], "not r·d_in·d_out"),
@@ -197,9 +218,11 @@ WRONG_ANSWERS = {
     "parameter count as a float": (
         8, [lambda shapes, r: sum(r * (o + i) for o, i in shapes) / 1], "should be an int"),
     "subspace similarity without the min(i, j)": (
-        9, [lambda A1, A2, i, j: float(np.sum((_svd_rows(A1, i) @ _svd_rows(A2, j).T) ** 2))], "divide by min(i, j)"),
+        9, [lambda A1, A2, i, j: float(np.sum((_svd_rows(A1, i) @ _svd_rows(A2, j).T) ** 2))],
+        "divide by min(i, j)"),
     "subspace similarity of the raw rows": (
-        9, [lambda A1, A2, i, j: float(np.sum((A1[:i] @ A2[:j].T) ** 2)) / min(i, j)], "right-singular vectors"),
+        9, [lambda A1, A2, i, j: float(np.sum((A1[:i] @ A2[:j].T) ** 2)) / min(i, j)], "right-singular "
+                                                                                       "vectors"),
     "subspace similarity without squaring": (
         9, [lambda A1, A2, i, j: float(np.linalg.norm(_svd_rows(A1, i) @ _svd_rows(A2, j).T)) / min(i, j)],
         "square the Frobenius norm"),
@@ -234,7 +257,8 @@ def test_a_value_verdict_shows_the_element_and_both_numbers():
 
 
 def test_a_crash_in_the_students_code_names_the_error_the_case_and_the_shapes():
-    with pytest.raises(AssertionError, match=r"(?s)case 1 of 4: <lambda>\(x \(5, 6\), W0 \(4, 6\).*raised ValueError.*"
+    with pytest.raises(AssertionError, match=r"(?s)case 1 of 4: <lambda>\(x \(5, 6\), W0 \(4, 6\).*raised "
+                                             r"ValueError.*"
                                              r"x @ W0.T is \(\.\.\., out\)"):
         run_checker(6, lambda x, W0, A, B, alpha, r: x @ W0 + (alpha / r) * x @ A.T @ B.T)
 
@@ -284,7 +308,8 @@ def test_a_malformed_output_gets_a_message_naming_what_was_expected(number, how)
 
 
 def test_bare_none_for_a_tuple_result_asks_for_the_tuple():
-    with pytest.raises(AssertionError, match=r"should return a tuple of 3 arrays \(dx, dweight, dbias\); got None"):
+    with pytest.raises(AssertionError, match=r"should return a tuple of 3 arrays \(dx, dweight, dbias\); got "
+                                             r"None"):
         run_checker(4, lambda x, w, g, eps: None)
 
 
@@ -294,9 +319,7 @@ def test_passing_the_result_instead_of_the_function_is_explained():
 
 
 # ---- the notebooks -----------------------------------------------------------------------------
-BUILDER = load_module(EXERCISE_DIR / "_build.py")
-
-
+# (tests/test_notebooks.py checks that each .ipynb is stripped and matches its jupytext .py source)
 def notebook_path(number: int) -> Path:
     return EXERCISE_DIR / f"{number:02d}_{EXERCISES[number][0]}.ipynb"
 
@@ -312,17 +335,6 @@ def test_every_exercise_has_a_notebook_with_a_stub_and_the_check_call(number):
     assert any(f'raise NotImplementedError("Exercise {number}:' in c for c in cells)
     assert any(c.strip() == call for c in cells)
     assert (EXERCISE_DIR / "solutions" / f"{number:02d}_{EXERCISES[number][0]}.py").exists()
-
-
-@pytest.mark.parametrize("number", NUMBERS)
-def test_each_notebook_is_what_the_builder_generates_with_no_outputs(number):
-    import nbformat
-    ex = next(e for e in BUILDER.EXERCISES if e.number == number)
-    assert ex.filename == notebook_path(number).name
-    on_disk = nbformat.read(notebook_path(number), as_version=4)
-    assert on_disk == BUILDER.build(ex)
-    assert on_disk.metadata.kernelspec.name == "python3"
-    assert all(not c.get("outputs") for c in on_disk.cells if c.cell_type == "code")
 
 
 def test_notebooks_never_import_the_solutions():

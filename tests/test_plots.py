@@ -7,10 +7,12 @@ import json
 import numpy as np
 import pytest
 
+from tinylora.experiments import drawing, figures, plots, report, results, summary
 from tinylora.experiments.analysis import random_baseline_spectrum
-from tinylora.experiments.plots import (
-    load_results, plot_all, report_markdown, summarize, write_summary_csv,
-)
+from tinylora.experiments.figures import plot_all
+from tinylora.experiments.report import report_markdown
+from tinylora.experiments.results import load_results
+from tinylora.experiments.summary import summarize, write_summary_csv
 
 RANKS = (1, 2, 4, 8, 16, 32)
 SEEDS = (0, 1)
@@ -41,8 +43,8 @@ def _analysis(method: str, rank, seed: int) -> dict:
                 "random_spectra": {n: random_baseline_spectrum((16, 16), norm, seed=i).tolist()
                                    for i, n in enumerate(LAYERS)}}
     return {"adapter_A": _adapter_A(rank, seed),
-            "amplification": {n: {"factor": 5.0, "random_factor": 1.0, "delta_norm": 1.0, "projected_norm": 0.2}
-                              for n in LAYERS}}
+            "amplification": {n: {"factor": 5.0, "random_factor": 1.0, "delta_norm": 1.0,
+                                  "projected_norm": 0.2} for n in LAYERS}}
 
 
 def fabricate_run(task: str, method: str, rank=None, seed: int = 0, targets=("q_proj", "v_proj"),
@@ -221,3 +223,13 @@ def test_report_names_the_knee_of_the_planted_task(sweep_dir):
 def test_report_says_how_much_of_full_fine_tuning_lora_recovers(sweep_dir):
     # r=8: (2.0 − 1.085) / (2.0 − 1.005) = 0.92, the first rank past 90 %
     assert "LoRA r=8 recovers 92% of full fine-tuning's improvement" in report_markdown(sweep_dir[0])
+
+
+# --------------------------------------------------------------------------- the old import path
+
+def test_plots_module_re_exports_every_name_from_the_module_that_defines_it():
+    homes = (results, summary, report, figures, drawing)
+    for name in set(plots.__all__) - {"TASK_ORDER"}:
+        owners = [m for m in homes if hasattr(m, name)]
+        assert owners and all(getattr(plots, name) is getattr(m, name) for m in owners), name
+    assert plots.TASK_ORDER is results.TASKS

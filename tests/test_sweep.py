@@ -29,13 +29,15 @@ def default_sweep(tmp_path_factory):
 
 
 def planted_errors(results):
-    lora = sorted((r["rank"], r["metrics"]["rel_error"]) for (t, m, _), r in results.items() if t == "planted" and m == "lora")
+    lora = sorted((r["rank"], r["metrics"]["rel_error"]) for (t, m, _), r in results.items()
+                  if t == "planted" and m == "lora")
     floor = results[("planted", "full", None)]["metrics"]["rel_error"]
     return [r for r, _ in lora], [e for _, e in lora], floor
 
 
 def test_planted_task_knee_is_at_the_planted_rank_four(default_sweep):
-    """Error stays high below k* = 4 (50x the floor at r = 2) and is within 5x of full fine-tuning's floor from r = 4 on."""
+    """Error stays high below k* = 4 (50x the floor at r = 2) and is within 5x of full fine-tuning's floor
+    from r = 4 on."""
     ranks, errors, floor = planted_errors(default_sweep)
     assert knee_rank(ranks, errors, floor, factor=KNEE_FACTOR) == 4
 
@@ -56,8 +58,8 @@ def test_domain_task_every_lora_rank_improves_on_the_base_and_full_fine_tuning_i
 
 def test_domain_task_recovered_fraction_grows_from_rank_1_to_rank_8(default_sweep):
     full = default_sweep[("domain", "full", None)]["metrics"]
-    recovered = [recovered_fraction(full["base_val_loss"], default_sweep[("domain", "lora", r)]["metrics"]["val_loss"],
-                                    full["val_loss"]) for r in (1, 8)]
+    lora = [default_sweep[("domain", "lora", r)]["metrics"]["val_loss"] for r in (1, 8)]
+    recovered = [recovered_fraction(full["base_val_loss"], loss, full["val_loss"]) for loss in lora]
     assert recovered[1] > recovered[0]
 
 
@@ -91,7 +93,8 @@ def test_results_file_has_one_line_per_run_with_the_documented_fields(tmp_path):
     lines = (tmp_path / "results.jsonl").read_text().splitlines()
     assert len(lines) == len(results) == 2
     first = json.loads(lines[0])
-    for key in ("run_id", "spec", "seed", "metrics", "curve", "trainable_params", "adapter_bytes", "seconds", "versions"):
+    for key in ("run_id", "spec", "seed", "metrics", "curve", "trainable_params", "adapter_bytes", "seconds",
+                "versions"):
         assert key in first
 
 
@@ -103,9 +106,21 @@ def test_rerunning_a_finished_sweep_runs_nothing_and_duplicates_nothing(tmp_path
     assert len(read_results(str(tmp_path))) == 2
 
 
+def test_a_damaged_line_is_skipped_with_a_warning_and_its_run_is_redone(tmp_path):
+    first, second = run_sweep(SweepConfig(**TINY), str(tmp_path), progress=False, log=lambda *_: None)
+    path = tmp_path / "results.jsonl"
+    path.write_text(json.dumps(first) + "\n" + json.dumps(second)[:40] + "\n")   # the second cut short
+    messages = []
+    with pytest.warns(UserWarning, match=r"results.jsonl:2: skipped a line \(not valid JSON"):
+        resumed = run_sweep(SweepConfig(**TINY), str(tmp_path), progress=False, log=messages.append)
+    assert "1 already done, 1 to run" in messages[0]
+    assert [r["metrics"] for r in resumed] == [first["metrics"], second["metrics"]]
+    assert len(path.read_text().splitlines()) == 2
+
+
 def sweep_command(out):
-    return [sys.executable, "-m", "tinylora.cli", "sweep", "--task", "domain", "--ranks", "1,2,4", "--steps", "4",
-            "--out", str(out), "--no-progress"]
+    return [sys.executable, "-m", "tinylora.cli", "sweep", "--task", "domain", "--ranks", "1,2,4",
+            "--steps", "4", "--out", str(out), "--no-progress"]
 
 
 def test_a_sweep_killed_midway_resumes_to_the_same_results_as_an_uninterrupted_one(tmp_path):
@@ -147,13 +162,15 @@ def test_every_run_pins_its_blas_thread_count_even_inside_a_wider_thread_pool(mo
 # numbers (each run pins its BLAS threads). Across machines only ~1e-6 agreement is promised.
 def test_process_pool_gives_the_same_numbers_as_serial(tmp_path):
     serial = run_sweep(SweepConfig(**TINY), str(tmp_path / "serial"), progress=False, log=lambda *_: None)
-    pooled = run_sweep(SweepConfig(**TINY), str(tmp_path / "pool"), workers=2, progress=False, log=lambda *_: None)
+    pooled = run_sweep(SweepConfig(**TINY), str(tmp_path / "pool"), workers=2, progress=False,
+                       log=lambda *_: None)
     assert {r["run_id"]: r["metrics"] for r in serial} == {r["run_id"]: r["metrics"] for r in pooled}
 
 
 def test_dask_local_cluster_gives_the_same_numbers_as_serial(tmp_path):
     distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None, processes=True) as cluster:
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None,
+                                  processes=True) as cluster:
         dask = run_sweep(SweepConfig(**TINY), str(tmp_path / "dask"), scheduler=cluster.scheduler_address,
                          progress=False, log=lambda *_: None)
     serial = run_sweep(SweepConfig(**TINY), str(tmp_path / "serial"), progress=False, log=lambda *_: None)
@@ -166,9 +183,21 @@ def test_dask_local_cluster_gives_the_same_numbers_as_serial(tmp_path):
     (dict(ranks=()), "ranks must be a non-empty list of positive ints"),
     (dict(ranks=(4, 0)), r"ranks must be a non-empty list of positive ints, got \[4, 0\]"),
     (dict(steps=0), "steps must be a positive int, got 0"),
+    (dict(batch_size=0), "SweepConfig: batch_size must be a positive int, got 0"),
+    (dict(lr=0.0), "SweepConfig: lr must be a number > 0, got 0.0"),
+    (dict(seeds=(0.5,)), r"seeds must be a non-empty list of ints, got \[0.5\]"),
 ])
 def test_bad_sweep_config_is_refused_at_creation(overrides, message):
     with pytest.raises(ValueError, match=message):
+        SweepConfig(**overrides)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(rslora="yes"), "SweepConfig: rslora must be True or False, got 'yes'"),
+    (dict(alpha=True), r"SweepConfig: alpha must be a number, got True \(bool\)"),
+])
+def test_sweep_config_of_the_wrong_type_is_refused_with_a_type_error(overrides, message):
+    with pytest.raises(TypeError, match=message):
         SweepConfig(**overrides)
 
 

@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 
 from tinylora import load_base
-from tinylora.data import load_corpus, train_val_split
-from tinylora.gpt import GPT, GPTConfig
+from tinylora.data import get_batch, load_corpus, train_val_split
+from tinylora.models import GPT, GPTConfig
+from tinylora.optim import AdamW, WarmupCosine, clip_grad_norm_
+from tinylora.tensor import Tensor, no_grad
 from tinylora.train import estimate_loss, fit
 
 NANO = GPTConfig.preset("nano")
@@ -45,12 +47,13 @@ def test_estimate_loss_is_deterministic():
     assert estimate_loss(model, IDS, batch_size=4) == estimate_loss(model, IDS, batch_size=4)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(steps=0), "steps must be a positive int, got 0"),
-    (dict(batch_size=-1), "batch_size must be a positive int, got -1"),
+@pytest.mark.parametrize("kwargs, error, message", [
+    (dict(steps=0), ValueError, "steps must be a positive int, got 0"),
+    (dict(batch_size=-1), ValueError, "batch_size must be a positive int, got -1"),
+    (dict(steps=2.0), TypeError, r"steps must be an int, got 2.0 \(float\)"),
 ])
-def test_fit_refuses_bad_sizes(kwargs, message):
-    with pytest.raises(ValueError, match=message):
+def test_fit_refuses_bad_sizes(kwargs, error, message):
+    with pytest.raises(error, match=message):
         fit(GPT(NANO), IDS, progress=False, **{"steps": 1, **kwargs})
 
 
@@ -59,10 +62,59 @@ def test_fit_refuses_a_corpus_shorter_than_one_window():
         fit(GPT(NANO), IDS[:10], steps=1, progress=False)
 
 
+def test_fit_refuses_a_loss_fn_that_returns_no_scalar():
+    def logits(model, x, y):
+        return model(x)[0]                                            # (B, T, V), not a loss
+    with pytest.raises(TypeError, match=r"loss_fn must return a scalar Tensor .*shape \(4, 32, "):
+        fit(GPT(NANO), IDS, steps=1, batch_size=4, loss_fn=logits, progress=False)
+
+
 def test_fit_refuses_a_model_with_nothing_to_train():
     model = GPT(NANO).requires_grad_(False)
     with pytest.raises(ValueError, match="no parameter with requires_grad=True"):
         fit(model, IDS, steps=1, progress=False)
+
+
+# ---- a custom sampler and loss: the planted task's loop -----------------------------------
+def squared_logit_error(model, x, target):
+    logits, _ = model(x)                                              # (B, T, V)
+    return ((logits - Tensor(target)) ** 2).mean()
+
+
+def teacher_pool(n_batches=6):
+    teacher, rng = GPT(NANO, seed=1), np.random.default_rng(0)
+    with no_grad():
+        return [(x, teacher(x)[0].data) for x, _ in (get_batch(IDS, 4, 16, rng) for _ in range(n_batches))]
+
+
+def hand_written_loop(model, pool, steps, lr, seed):
+    """The loop the planted task had before it used ``fit`` (kept here as the reference)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = AdamW(params, lr=lr, weight_decay=0.0)
+    schedule = WarmupCosine(optimizer, warmup_steps=max(1, steps // 10), total_steps=steps, min_lr_ratio=0.01)
+    rng, losses = np.random.default_rng(seed), []
+    for _ in range(steps):
+        x, target = pool[int(rng.integers(len(pool)))]
+        loss = squared_logit_error(model, x, target)
+        optimizer.zero_grad()
+        loss.backward()
+        clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        schedule.step()
+        losses.append(loss.item())
+    return losses
+
+
+def test_fit_with_a_sampler_and_a_loss_fn_is_bit_identical_to_the_hand_written_loop():
+    pool, steps = teacher_pool(), 12
+    reference = hand_written_loop(GPT(NANO, seed=0), pool, steps, lr=1e-2, seed=5)
+
+    def sample(rng):
+        return pool[int(rng.integers(len(pool)))]
+    history = fit(GPT(NANO, seed=0), sample, steps=steps, lr=1e-2, warmup_steps=max(1, steps // 10),
+                  min_lr_ratio=0.01, seed=5, loss_fn=squared_logit_error, progress=False)
+    assert history["train_loss"] == reference
+    assert reference[-1] < reference[0]
 
 
 # ---- the shipped base model --------------------------------------------------------------
@@ -100,7 +152,8 @@ def test_fine_tuning_the_base_model_on_recipes_lowers_the_recipe_loss():
 
 # ---- the command line ----------------------------------------------------------------------
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "tinylora.cli", *args], capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, "-m", "tinylora.cli", *args], capture_output=True, text=True,
+                          timeout=300)
 
 
 def test_cli_help_lists_every_command():
@@ -117,7 +170,8 @@ def test_cli_generate_prints_the_prompt_and_its_continuation():
 def test_cli_generate_refuses_characters_outside_the_vocabulary():
     result = run_cli("generate", "--prompt", "caf\u00e9")
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "tinylora generate: error:" in result.stderr and "outside the vocabulary: '\u00e9'" in result.stderr
+    assert "tinylora generate: error:" in result.stderr
+    assert "outside the vocabulary: '\u00e9'" in result.stderr
 
 
 def test_cli_bench_gpt_quick_runs_and_prints_a_ratio():

@@ -34,8 +34,9 @@ def _pretrain(args) -> int:
 
     meta = pretrain(args.out, steps=args.steps, seed=args.seed, corpus_chars=args.corpus_chars,
                     progress=not args.no_progress)
-    print(f"saved {args.out}: {meta['parameters']:,} parameters, {meta['steps']} steps in {meta['seconds']} s, "
-          f"train loss {meta['final_train_loss']}, validation loss {meta['final_val_loss']}")
+    print(f"saved {args.out}: {meta['parameters']:,} parameters, {meta['steps']} steps in "
+          f"{meta['seconds']} s, train loss {meta['final_train_loss']}, "
+          f"validation loss {meta['final_val_loss']}")
     return 0
 
 
@@ -44,7 +45,8 @@ def _generate(args) -> int:
 
     model, tokenizer = load_base(path=args.model)
     ids = tokenizer.encode(args.prompt)[None, :]  # (1, T)
-    out = model.generate(ids, args.max_new_tokens, temperature=args.temperature, top_k=args.top_k, seed=args.seed)
+    out = model.generate(ids, args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
+                         seed=args.seed)
     print(tokenizer.decode(out[0]))
     return 0
 
@@ -60,7 +62,8 @@ def _int_list(text: str) -> tuple:
     try:
         return tuple(int(v) for v in text.split(",") if v.strip())
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 1,2,4, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 1,2,4, "
+                                         f"got {text!r}") from None
 
 
 def _name_list(text: str) -> tuple:
@@ -68,13 +71,16 @@ def _name_list(text: str) -> tuple:
 
 
 def _sweep(args) -> int:
-    from .experiments.plots import plot_all, report_markdown, write_summary_csv
-    from .experiments.sweep import SUMMARY_NAME, SweepConfig, run_sweep
+    from .experiments.figures import plot_all
+    from .experiments.report import report_markdown
+    from .experiments.results import FIGURES_DIR, RESULTS_NAME, SUMMARY_NAME
+    from .experiments.summary import write_summary_csv
+    from .experiments.sweep import SweepConfig, run_sweep
 
     base = SweepConfig.quick if args.quick else SweepConfig
-    overrides = {k: v for k, v in dict(tasks=args.task, ranks=args.ranks, targets=args.targets, seeds=args.seeds,
-                                       steps=args.steps, lr=args.lr, full_lr=args.full_lr, alpha=args.alpha,
-                                       corpus=args.corpus, k_star=args.k_star).items() if v is not None}
+    given = dict(tasks=args.task, ranks=args.ranks, targets=args.targets, seeds=args.seeds, steps=args.steps,
+                 lr=args.lr, full_lr=args.full_lr, alpha=args.alpha, corpus=args.corpus, k_star=args.k_star)
+    overrides = {k: v for k, v in given.items() if v is not None}
     if args.rslora:
         overrides["rslora"] = True
     try:
@@ -87,13 +93,13 @@ def _sweep(args) -> int:
     write_summary_csv(results, os.path.join(args.out, SUMMARY_NAME))
     figures = plot_all(args.out)
     print(report_markdown(args.out))
-    print(f"results: {os.path.join(args.out, 'results.jsonl')}  summary: {os.path.join(args.out, SUMMARY_NAME)}")
-    print(f"figures: {os.path.join(args.out, 'figures')} ({len(figures)} files)")
+    print(f"results: {os.path.join(args.out, RESULTS_NAME)}  summary: {os.path.join(args.out, SUMMARY_NAME)}")
+    print(f"figures: {os.path.join(args.out, FIGURES_DIR)} ({len(figures)} files)")
     return 0
 
 
 def _plot(args) -> int:
-    from .experiments.plots import plot_all
+    from .experiments.figures import plot_all
 
     try:
         paths = plot_all(args.directory)
@@ -106,7 +112,7 @@ def _plot(args) -> int:
 
 
 def _report(args) -> int:
-    from .experiments.plots import report_markdown
+    from .experiments.report import report_markdown
 
     try:
         print(report_markdown(args.directory))
@@ -116,26 +122,32 @@ def _report(args) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tinylora", description=__doc__ or "tinylora command line",
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+def _add_demo(sub) -> None:
     demo = sub.add_parser("demo", help="train a tiny linear model with the engine and print its loss",
                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     demo.add_argument("--steps", type=int, default=100, help="gradient-descent steps")
     demo.add_argument("--seed", type=int, default=0, help="random seed for the data")
     demo.set_defaults(func=_demo)
 
-    pre = sub.add_parser("pretrain", help="pre-train the base GPT on the generated base mixture (fables, cookbook recipes, sums) and save it",
+
+def _add_pretrain(sub) -> None:
+    from .pretrained import PRETRAIN_DEFAULTS
+
+    pre = sub.add_parser("pretrain", help="pre-train the base GPT on the generated base mixture (fables, "
+                                          "cookbook recipes, sums) and save it",
                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    from .pretrained import PRETRAIN_DEFAULTS, base_model_path
     pre.add_argument("--out", default="base_model.npz", help="where to write the checkpoint (.npz)")
     pre.add_argument("--steps", type=int, default=PRETRAIN_DEFAULTS["steps"], help="training steps")
-    pre.add_argument("--seed", type=int, default=PRETRAIN_DEFAULTS["seed"], help="seed for corpus, init and batches")
+    pre.add_argument("--seed", type=int, default=PRETRAIN_DEFAULTS["seed"],
+                     help="seed for corpus, init and batches")
     pre.add_argument("--corpus-chars", type=int, default=PRETRAIN_DEFAULTS["corpus_chars"],
                      help="characters of generated corpus")
     pre.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     pre.set_defaults(func=_pretrain)
+
+
+def _add_generate(sub) -> None:
+    from .pretrained import base_model_path
 
     gen = sub.add_parser("generate", help="sample text from the shipped base model",
                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -144,36 +156,47 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (0 = greedy)")
     gen.add_argument("--top-k", type=int, default=None, help="sample only from the k likeliest characters")
     gen.add_argument("--seed", type=int, default=0, help="sampling seed")
-    gen.add_argument("--model", default=None, help=f"checkpoint to load (default: the shipped {base_model_path()})")
+    gen.add_argument("--model", default=None,
+                     help=f"checkpoint to load (default: the shipped {base_model_path()})")
     gen.set_defaults(func=_generate)
 
+
+def _add_sweep(sub) -> None:
     sweep = sub.add_parser(
         "sweep",
         help="the main job: LoRA rank sweep (planted-rank and domain-shift tasks) with results and figures",
         description="Fine-tune the shipped base GPT with LoRA at several ranks (plus full fine-tuning) and "
                     "record every run. Re-running the same command resumes; results.jsonl, summary.csv and "
                     "figures/ are written to --out.")
-    sweep.add_argument("--quick", action="store_true", help="a small sweep (ranks 1,4,8 and full; 25 steps) in about 30 s")
-    sweep.add_argument("--task", type=_name_list, default=None,
-                       help="comma-separated tasks: planted, domain, budget, scaling (default: planted,domain)")
-    sweep.add_argument("--ranks", type=_int_list, default=None, help="comma-separated LoRA ranks (default: 1,2,4,8,16,32)")
-    sweep.add_argument("--targets", type=_name_list, default=None,
-                       help="modules to adapt in the domain task, e.g. q_proj,v_proj or all-linear (default: q_proj,v_proj)")
-    sweep.add_argument("--seeds", type=_int_list, default=None, help="comma-separated seeds (default: 0)")
-    sweep.add_argument("--steps", type=int, default=None,
-                       help="training steps per run (default: 150 planted, 100 domain; 25 with --quick)")
-    sweep.add_argument("--lr", type=float, default=None, help="LoRA learning rate (default: 3e-2 planted, 2e-2 domain)")
-    sweep.add_argument("--full-lr", type=float, default=None, help="full fine-tuning learning rate (default: 1e-2 planted, 1e-3 domain)")
-    sweep.add_argument("--alpha", type=float, default=None, help="LoRA alpha; scaling = alpha/r (default: 16)")
-    sweep.add_argument("--rslora", action="store_true", help="use rsLoRA scaling alpha/sqrt(r)")
-    sweep.add_argument("--corpus", default=None, help="target corpus of the domain task: recipes or arithmetic (default: recipes)")
-    sweep.add_argument("--k-star", type=int, default=None, help="rank of the planted update in the planted task (default: 4)")
-    sweep.add_argument("--out", default="runs/sweep", help="output folder: results.jsonl, summary.csv, figures/ (default: runs/sweep)")
-    sweep.add_argument("--workers", type=int, default=1, help="local worker processes (default: 1 = serial)")
-    sweep.add_argument("--scheduler", default=None, help="run on a Dask cluster at tcp://host:port (needs tinylora[dist]; default: none)")
-    sweep.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    add = sweep.add_argument
+    add("--quick", action="store_true", help="a small sweep (ranks 1,4,8 and full; 25 steps) in about 30 s")
+    add("--task", type=_name_list, default=None,
+        help="comma-separated tasks: planted, domain, budget, scaling (default: planted,domain)")
+    add("--ranks", type=_int_list, default=None, help="comma-separated LoRA ranks (default: 1,2,4,8,16,32)")
+    add("--targets", type=_name_list, default=None,
+        help="modules to adapt in the domain task, e.g. q_proj,v_proj or all-linear (default: q_proj,v_proj)")
+    add("--seeds", type=_int_list, default=None, help="comma-separated seeds (default: 0)")
+    add("--steps", type=int, default=None,
+        help="training steps per run (default: 150 planted, 100 domain; 25 with --quick)")
+    add("--lr", type=float, default=None, help="LoRA learning rate (default: 3e-2 planted, 2e-2 domain)")
+    add("--full-lr", type=float, default=None,
+        help="full fine-tuning learning rate (default: 1e-2 planted, 1e-3 domain)")
+    add("--alpha", type=float, default=None, help="LoRA alpha; scaling = alpha/r (default: 16)")
+    add("--rslora", action="store_true", help="use rsLoRA scaling alpha/sqrt(r)")
+    add("--corpus", default=None,
+        help="target corpus of the domain task: recipes or arithmetic (default: recipes)")
+    add("--k-star", type=int, default=None,
+        help="rank of the planted update in the planted task (default: 4)")
+    add("--out", default="runs/sweep",
+        help="output folder: results.jsonl, summary.csv, figures/ (default: runs/sweep)")
+    add("--workers", type=int, default=1, help="local worker processes (default: 1 = serial)")
+    add("--scheduler", default=None,
+        help="run on a Dask cluster at tcp://host:port (needs tinylora[dist]; default: none)")
+    add("--no-progress", action="store_true", help="hide progress bars")
     sweep.set_defaults(func=_sweep)
 
+
+def _add_plot_and_report(sub) -> None:
     plot = sub.add_parser("plot", help="draw every figure of a sweep folder from its results.jsonl")
     plot.add_argument("directory", help="a sweep output folder")
     plot.set_defaults(func=_plot)
@@ -181,10 +204,22 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("directory", help="a sweep output folder")
     report.set_defaults(func=_report)
 
-    bench = sub.add_parser("bench", help="run a benchmark: engine, gpt or lora (extra args go to the benchmark)")
+
+def _add_bench(sub) -> None:
+    bench = sub.add_parser("bench",
+                           help="run a benchmark: engine, gpt or lora (extra args go to the benchmark)")
     bench.add_argument("which", choices=["engine", "gpt", "lora"], help="which benchmark")
-    bench.add_argument("bench_args", nargs=argparse.REMAINDER, help="arguments for the benchmark (see its --help)")
+    bench.add_argument("bench_args", nargs=argparse.REMAINDER,
+                       help="arguments for the benchmark (see its --help)")
     bench.set_defaults(func=_bench)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tinylora", description=__doc__ or "tinylora command line",
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for add in (_add_demo, _add_pretrain, _add_generate, _add_sweep, _add_plot_and_report, _add_bench):
+        add(sub)
     return parser
 
 

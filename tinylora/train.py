@@ -1,4 +1,9 @@
-"""The training loop: batches, AdamW, warmup + cosine schedule, clipping, eval, history.
+"""The one training loop: batches, AdamW, warmup + cosine schedule, clipping, eval, history.
+
+``fit`` minimises ``loss_fn(model, x, y)`` over batches drawn from the training data: by
+default the next-token cross-entropy of a language model on random windows of token ids;
+the planted-rank task of the sweep uses the same loop with a squared error to a teacher's
+logits and a fixed pool of batches.
 
 >>> import numpy as np
 >>> from tinylora.models import GPT, GPTConfig
@@ -16,10 +21,11 @@ import time
 
 import numpy as np
 
+from ._validate import check_int
 from .backend import to_device
 from .data import get_batch
 from .optim import AdamW, WarmupCosine, clip_grad_norm_
-from .tensor import no_grad
+from .tensor import Tensor, no_grad
 
 
 def _model_device(model) -> str:
@@ -29,13 +35,33 @@ def _model_device(model) -> str:
 def _check_ids(ids, name, min_len):
     ids = np.asarray(ids)  # host-ok: token ids live on the host until batched
     if ids.ndim != 1 or ids.dtype.kind not in "iu":
-        raise ValueError(f"{name} must be a 1-D integer array of token ids, got dtype {ids.dtype} and shape {ids.shape}")
+        raise ValueError(f"{name} must be a 1-D integer array of token ids, got dtype {ids.dtype} "
+                         f"and shape {ids.shape}")
     if len(ids) < min_len:
         raise ValueError(f"{name} has {len(ids)} tokens; it needs at least {min_len} (block_size + 1)")
     return ids
 
 
-def estimate_loss(model, ids, batch_size: int = 32, max_batches: int | None = 8, block_size: int | None = None) -> float:
+def next_token_loss(model, x, y) -> Tensor:
+    """The default ``loss_fn`` of ``fit``: the mean next-token cross-entropy, a () Tensor.
+
+    ``x``, ``y``: (B, T) token ids, ``y`` is ``x`` shifted by one. A language model called as
+    ``model(x, y)`` returns ``(logits, loss)``: logits (B, T, V) and this loss.
+    """
+    _, loss = model(x, y)
+    return loss
+
+
+def random_windows(ids, batch_size: int, block_size: int):
+    """The default sampler of ``fit``: ``sample(rng) -> (x, y)``, ``batch_size`` random windows of ``ids``.
+
+    x and y are (batch_size, block_size) host arrays, y shifted by one (``data.get_batch``).
+    """
+    return lambda rng: get_batch(ids, batch_size, block_size, rng)
+
+
+def estimate_loss(model, ids, batch_size: int = 32, max_batches: int | None = 8,
+                  block_size: int | None = None) -> float:
     """Mean next-token loss over consecutive, non-overlapping windows of ``ids`` (deterministic).
 
     The same ids always give the same windows, so two models are compared on identical text.
@@ -67,59 +93,100 @@ def progress_bar(total: int, desc: str, enabled: bool):
     return tqdm(total=total, desc=desc, disable=disabled, leave=False, dynamic_ncols=True)
 
 
-def fit(model, train_ids, val_ids=None, *, steps: int = 200, batch_size: int = 16, block_size: int | None = None,
-        lr: float = 1e-3, weight_decay: float = 0.0, optimizer=None, warmup_steps: int = 0,
-        min_lr_ratio: float = 0.1, grad_clip: float | None = 1.0, eval_every: int | None = None,
-        eval_batches: int = 4, seed: int = 0, progress: bool = True, desc: str = "train") -> dict:
-    """Train ``model`` on random windows of ``train_ids``; return the history.
+def _sampler(train_ids, batch_size: int, block_size: int):
+    """``train_ids`` itself when it is a sampler, else random windows of the checked ids."""
+    if callable(train_ids):
+        return train_ids
+    return random_windows(_check_ids(train_ids, "train_ids", block_size + 1), batch_size, block_size)
 
-    Only parameters with ``requires_grad`` are optimised (AdamW unless ``optimizer`` is given),
-    with linear warmup then cosine decay to ``min_lr_ratio * lr``. ``val_ids`` are evaluated
-    every ``eval_every`` steps and at the end. History keys: step, train_loss, lr,
-    val_step, val_loss, seconds.
-    """
-    if not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive int, got {steps!r}")
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-    T = block_size or model.config.block_size
-    train_ids = _check_ids(train_ids, "train_ids", T + 1)
-    if val_ids is not None:
-        val_ids = _check_ids(val_ids, "val_ids", T + 1)
+
+def _trainable(model) -> list:
     trainable = [p for p in model.parameters() if p.requires_grad]
     if not trainable:
         raise ValueError("the model has no parameter with requires_grad=True: nothing to train")
+    return trainable
+
+
+def _scalar_loss(loss) -> Tensor:
+    if not isinstance(loss, Tensor) or loss.size != 1:
+        got = f"a Tensor of shape {loss.shape}" if isinstance(loss, Tensor) else type(loss).__name__
+        raise TypeError(f"loss_fn must return a scalar Tensor (the loss to minimise), got {got}")
+    return loss
+
+
+def _train_step(model, loss_fn, x, y, optimizer, schedule, params, grad_clip) -> float:
+    """One update: loss, zero_grad, backward, clip, optimizer step, schedule step; returns the loss."""
+    loss = _scalar_loss(loss_fn(model, x, y))
+    optimizer.zero_grad()
+    loss.backward()
+    if grad_clip is not None:
+        clip_grad_norm_(params, grad_clip)
+    optimizer.step()
+    schedule.step()
+    return loss.item()
+
+
+def fit(model, train_ids, val_ids=None, *, steps: int = 200, batch_size: int = 16,
+        block_size: int | None = None, lr: float = 1e-3, weight_decay: float = 0.0, optimizer=None,
+        warmup_steps: int = 0, min_lr_ratio: float = 0.1, grad_clip: float | None = 1.0,
+        eval_every: int | None = None, eval_batches: int = 4, seed: int = 0, progress: bool = True,
+        desc: str = "train", loss_fn=next_token_loss) -> dict:
+    """Train ``model`` for ``steps`` batches; return the history.
+
+    ``train_ids``: a 1-D array of token ids, from which each step draws ``batch_size`` random
+    windows of ``block_size`` tokens (``random_windows``); or any sampler ``sample(rng) -> (x, y)``
+    that returns one batch of host arrays, called with fit's generator seeded by ``seed``.
+    ``loss_fn(model, x, y) -> Tensor``: the scalar to minimise for a batch (x, y on the model's
+    device); the default, ``next_token_loss``, is the language model's own cross-entropy.
+
+    Only parameters with ``requires_grad`` are optimised (AdamW unless ``optimizer`` is given),
+    with linear warmup then cosine decay to ``min_lr_ratio * lr``, gradients clipped to a global
+    norm of ``grad_clip``. ``val_ids`` are evaluated (``estimate_loss``) every ``eval_every`` steps
+    and at the end. History keys: step, train_loss, lr, val_step, val_loss, seconds.
+
+    >>> from tinylora.models import GPT, GPTConfig
+    >>> model = GPT(GPTConfig.preset("nano"))
+    >>> x = np.arange(64).reshape(2, 32) % 7                    # (B, T), one fixed batch
+    >>> squared = lambda model, x, y: (model(x)[0] ** 2).mean()  # push every logit to 0
+    >>> history = fit(model, lambda rng: (x, x), steps=3, loss_fn=squared, progress=False)
+    >>> history["train_loss"][-1] < history["train_loss"][0]
+    True
+    """
+    steps = check_int("steps", steps, low=1, where="fit")
+    batch_size = check_int("batch_size", batch_size, low=1, where="fit")
+    T = block_size or model.config.block_size
+    sample = _sampler(train_ids, batch_size, T)
+    if val_ids is not None:
+        val_ids = _check_ids(val_ids, "val_ids", T + 1)
+    trainable = _trainable(model)
     if optimizer is None:
         optimizer = AdamW(trainable, lr=lr, weight_decay=weight_decay)
-    schedule = WarmupCosine(optimizer, warmup_steps=warmup_steps, total_steps=steps, min_lr_ratio=min_lr_ratio)
+    schedule = WarmupCosine(optimizer, warmup_steps=warmup_steps, total_steps=steps,
+                            min_lr_ratio=min_lr_ratio)
     rng = np.random.default_rng(seed)
     device = _model_device(model)
     history = {"step": [], "train_loss": [], "lr": [], "val_step": [], "val_loss": [], "seconds": 0.0}
     start = time.perf_counter()
     model.train()
     bar = progress_bar(steps, desc, progress)
-    for step in range(1, steps + 1):
-        x, y = get_batch(train_ids, batch_size, T, rng)  # (b, T) each, host
-        _, loss = model(to_device(x, device), to_device(y, device))
-        optimizer.zero_grad()
-        loss.backward()
-        if grad_clip is not None:
-            clip_grad_norm_(trainable, grad_clip)
-        optimizer.step()
-        schedule.step()
-        value = loss.item()
-        if not math.isfinite(value):
-            bar.close()
-            raise FloatingPointError(f"training loss became {value} at step {step}; lower the learning rate (lr={lr})")
-        history["step"].append(step)
-        history["train_loss"].append(value)
-        history["lr"].append(optimizer.param_groups[0]["lr"])
-        if val_ids is not None and ((eval_every and step % eval_every == 0) or step == steps):
-            history["val_step"].append(step)
-            history["val_loss"].append(estimate_loss(model, val_ids, batch_size=batch_size, max_batches=eval_batches,
-                                                     block_size=T))
-        bar.set_postfix(loss=f"{value:.4f}")
-        bar.update(1)
-    bar.close()
+    try:
+        for step in range(1, steps + 1):
+            x, y = sample(rng)                                   # (B, T) each, host
+            x, y = to_device(x, device), to_device(y, device)
+            value = _train_step(model, loss_fn, x, y, optimizer, schedule, trainable, grad_clip)
+            if not math.isfinite(value):
+                raise FloatingPointError(f"training loss became {value} at step {step}; "
+                                         f"lower the learning rate (lr={lr})")
+            history["step"].append(step)
+            history["train_loss"].append(value)
+            history["lr"].append(optimizer.param_groups[0]["lr"])
+            if val_ids is not None and ((eval_every and step % eval_every == 0) or step == steps):
+                history["val_step"].append(step)
+                history["val_loss"].append(estimate_loss(model, val_ids, batch_size=batch_size,
+                                                         max_batches=eval_batches, block_size=T))
+            bar.set_postfix(loss=f"{value:.4f}")
+            bar.update(1)
+    finally:
+        bar.close()
     history["seconds"] = time.perf_counter() - start
     return history

@@ -23,10 +23,11 @@ adapter's A is (r, in), its B is (out, r).
 from __future__ import annotations
 
 import math
-import numbers
 from typing import NamedTuple
 
 import numpy as np
+
+from .._validate import check_int, check_real
 
 __all__ = [
     "singular_spectrum", "cumulative_energy", "effective_rank", "energy_rank",
@@ -74,14 +75,6 @@ def _nonzero_total(v: np.ndarray, what: str) -> float:
     if total == 0.0:
         raise ValueError(f"{what} is undefined when every singular value is zero (ΔW = 0)")
     return total
-
-
-def _check_int(x, name: str, low: int, high: int) -> int:
-    if isinstance(x, bool) or not isinstance(x, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(x).__name__}")
-    if not low <= x <= high:
-        raise ValueError(f"{name} must be between {low} and {high}, got {x}")
-    return int(x)
 
 
 def _right_singular_vectors(A: np.ndarray) -> np.ndarray:
@@ -145,10 +138,7 @@ def energy_rank(s, fraction: float = 0.9) -> int:
     >>> energy_rank([3.0, 2.0, 1.0], fraction=0.9)               # 13/14 = 0.93 ≥ 0.9
     2
     """
-    if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real):
-        raise TypeError(f"fraction must be a number, got {type(fraction).__name__}")
-    if not 0.0 < fraction <= 1.0:
-        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    fraction = check_real("fraction", fraction, low=0.0, high=1.0, low_inclusive=False)
     energy = cumulative_energy(s)
     # a tiny tolerance so fraction=1.0 is reached despite rounding in the cumulative sum
     return int(np.argmax(energy >= fraction - 1e-12)) + 1
@@ -166,12 +156,9 @@ def random_baseline_spectrum(shape, frobenius_norm: float, seed: int = 0) -> np.
     """
     if not isinstance(shape, (tuple, list)) or len(shape) != 2:
         raise ValueError(f"shape must be a pair (out, in), got {shape!r}")
-    rows = _check_int(shape[0], "shape[0]", 1, 1 << 20)
-    cols = _check_int(shape[1], "shape[1]", 1, 1 << 20)
-    if isinstance(frobenius_norm, bool) or not isinstance(frobenius_norm, numbers.Real):
-        raise TypeError(f"frobenius_norm must be a number, got {type(frobenius_norm).__name__}")
-    if not math.isfinite(frobenius_norm) or frobenius_norm < 0:
-        raise ValueError(f"frobenius_norm must be a finite number ≥ 0, got {frobenius_norm}")
+    rows = check_int("shape[0]", shape[0], low=1, high=1 << 20)
+    cols = check_int("shape[1]", shape[1], low=1, high=1 << 20)
+    frobenius_norm = check_real("frobenius_norm", frobenius_norm, low=0.0)
     g = np.random.default_rng(seed).standard_normal((rows, cols))
     g *= frobenius_norm / np.linalg.norm(g)
     return np.linalg.svd(g, compute_uv=False)
@@ -202,8 +189,8 @@ def subspace_similarity(A1, A2, i: int, j: int) -> float:
     """
     a1, a2 = _check_pair(A1, A2)
     v1, v2 = _right_singular_vectors(a1), _right_singular_vectors(a2)
-    i = _check_int(i, "i", 1, v1.shape[0])
-    j = _check_int(j, "j", 1, v2.shape[0])
+    i = check_int("i", i, low=1, high=v1.shape[0])
+    j = check_int("j", j, low=1, high=v2.shape[0])
     overlap = v1[:i] @ v2[:j].T                                     # (i, j) = U_iᵀ V_j
     return float(np.sum(overlap ** 2) / min(i, j))
 
@@ -236,9 +223,9 @@ def random_subspace_similarity(d: int, i: int, j: int) -> float:
     >>> random_subspace_similarity(64, 8, 16)
     0.25
     """
-    d = _check_int(d, "d", 1, 1 << 30)
-    i = _check_int(i, "i", 1, d)
-    j = _check_int(j, "j", 1, d)
+    d = check_int("d", d, low=1, high=1 << 30)
+    i = check_int("i", i, low=1, high=d)
+    j = check_int("j", j, low=1, high=d)
     return max(i, j) / d
 
 
@@ -272,7 +259,7 @@ def amplification_factor(delta, W, r: int, seed: int = 0) -> Amplification:
     d, w = _as_matrix(delta, "delta"), _as_matrix(W, "W")
     if d.shape != w.shape:
         raise ValueError(f"delta and W must have the same shape (out, in): got {d.shape} and {w.shape}")
-    r = _check_int(r, "r", 1, min(d.shape))
+    r = check_int("r", r, low=1, high=min(d.shape))
     u, _, vh = np.linalg.svd(d, full_matrices=False)
     delta_norm = float(np.linalg.norm(d))
     projected = float(np.linalg.norm(u[:, :r].T @ w @ vh[:r].T))
@@ -306,10 +293,8 @@ def knee_rank(ranks, errors, floor: float | None = None, factor: float = 2.0):
         raise ValueError(f"ranks must be distinct (average the seeds of a rank first), got {r.tolist()}")
     if floor is None:
         floor = float(e.min())
-    if isinstance(floor, bool) or not isinstance(floor, numbers.Real) or not math.isfinite(floor) or floor < 0:
-        raise ValueError(f"floor must be a finite number ≥ 0, got {floor!r}")
-    if isinstance(factor, bool) or not isinstance(factor, numbers.Real) or not factor > 0:
-        raise ValueError(f"factor must be a number > 0, got {factor!r}")
+    floor = check_real("floor", floor, low=0.0)
+    factor = check_real("factor", factor, low=0.0, low_inclusive=False)
     order = np.argsort(r)
     for rank, error in zip(r[order], e[order]):
         if error <= factor * floor:
@@ -326,12 +311,9 @@ def recovered_fraction(base_loss: float, lora_loss: float, full_loss: float) -> 
     >>> recovered_fraction(base_loss=3.0, lora_loss=2.25, full_loss=2.0)
     0.75
     """
-    values = {"base_loss": base_loss, "lora_loss": lora_loss, "full_loss": full_loss}
-    for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-        if not math.isfinite(value):
-            raise ValueError(f"{name} must be finite, got {value}")
+    base_loss = check_real("base_loss", base_loss)
+    lora_loss = check_real("lora_loss", lora_loss)
+    full_loss = check_real("full_loss", full_loss)
     if base_loss == full_loss:
         raise ValueError("recovered fraction is undefined: full fine-tuning did not change the loss "
                          f"(base_loss == full_loss == {base_loss})")

@@ -1,8 +1,8 @@
 """The rank sweep: expand a config into runs, execute them on any Executor, store, resume.
 
 Results go to ``DIR/results.jsonl``, one JSON line per finished run, and the file is
-rewritten atomically (temporary file + rename) after every run, so killing the sweep loses
-at most the runs in flight. Re-running the same command skips finished runs (resume).
+rewritten atomically (temporary file + rename, ``results.write_results``) after every run, so
+killing the sweep loses at most the runs in flight. Re-running the same command skips finished runs (resume).
 ``DIR/sweep.json`` records the sweep's config; a different sweep in the same folder is refused.
 
 Executors: serial (default), a local process pool (``workers > 1``), or a Dask cluster
@@ -21,12 +21,17 @@ import time
 from dataclasses import asdict, dataclass
 from urllib.parse import urlparse
 
+from .._validate import check_bool, check_int, check_real, is_int
 from ..io import atomic_writer
-from .tasks import BUDGET_CONFIGS, TASK_DEFAULTS, TASKS, RunSpec, run
+from ..train import progress_bar
+from .results import RESULTS_NAME, SUMMARY_NAME, SWEEP_NAME, TASKS, read_results, write_results
+from .tasks import BUDGET_CONFIGS, TASK_DEFAULTS, RunSpec, run
+
+__all__ = ["SweepConfig", "run_sweep", "read_results", "validate_against_model", "make_executor",
+           "SerialExecutor", "DEFAULT_RANKS", "DEFAULT_TASKS", "RESULTS_NAME", "SWEEP_NAME", "SUMMARY_NAME"]
 
 DEFAULT_RANKS = (1, 2, 4, 8, 16, 32)
 DEFAULT_TASKS = ("planted", "domain")
-RESULTS_NAME, SWEEP_NAME, SUMMARY_NAME = "results.jsonl", "sweep.json", "summary.csv"
 
 
 @dataclass(frozen=True)
@@ -51,15 +56,19 @@ class SweepConfig:
         unknown = [t for t in self.tasks if t not in TASKS]
         if unknown or not self.tasks:
             raise ValueError(f"unknown task(s) {unknown or list(self.tasks)}; choose from {list(TASKS)}")
-        if not self.ranks or any(isinstance(r, bool) or not isinstance(r, int) or r <= 0 for r in self.ranks):
+        if not self.ranks or not all(is_int(r) and r > 0 for r in self.ranks):
             raise ValueError(f"ranks must be a non-empty list of positive ints, got {list(self.ranks)}")
-        if not self.seeds:
-            raise ValueError("seeds must hold at least one seed")
-        if self.steps is not None and self.steps <= 0:
-            raise ValueError(f"steps must be a positive int, got {self.steps}")
+        if not self.seeds or not all(is_int(s) for s in self.seeds):
+            raise ValueError(f"seeds must be a non-empty list of ints, got {list(self.seeds)}")
+        if self.steps is not None:
+            check_int("steps", self.steps, low=1, where="SweepConfig")
+        check_int("k_star", self.k_star, low=1, where="SweepConfig")
+        check_int("batch_size", self.batch_size, low=1, where="SweepConfig")
         for name in ("lr", "full_lr", "alpha"):
-            if getattr(self, name) is not None and not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+            if getattr(self, name) is not None:
+                check_real(name, getattr(self, name), low=0.0, low_inclusive=False, where="SweepConfig")
+        for name in ("rslora", "include_full"):
+            check_bool(name, getattr(self, name), where="SweepConfig")
 
     @classmethod
     def quick(cls, **overrides) -> "SweepConfig":
@@ -75,7 +84,8 @@ class SweepConfig:
             defaults = TASK_DEFAULTS["planted" if task == "planted" else "domain"]
             lr, full_lr = self.lr or defaults["lr"], self.full_lr or defaults["full_lr"]
             common = dict(task=task, seed=0, steps=self.steps or defaults["steps"], alpha=self.alpha,
-                          init=defaults["init"], corpus=self.corpus, k_star=self.k_star, batch_size=self.batch_size)
+                          init=defaults["init"], corpus=self.corpus, k_star=self.k_star,
+                          batch_size=self.batch_size)
             if task == "budget":
                 variants = [dict(method="lora", rank=r, targets=t, lr=lr) for t, r in BUDGET_CONFIGS]
             elif task == "scaling":
@@ -93,37 +103,16 @@ class SweepConfig:
 
 def validate_against_model(config: SweepConfig) -> None:
     """Check ranks and targets against the base model before any run starts."""
-    from ..lora import LoraConfig, _find_targets
+    from ..lora import LoraConfig, find_targets  # the check apply_lora makes, without changing the model
     from ..pretrained import load_base
     model, _ = load_base()
     for spec in config.runs():
         if spec.method == "lora" and spec.task != "planted":
             targets = "all-linear" if tuple(spec.targets) == ("all-linear",) else spec.targets
-            _find_targets(model, LoraConfig(r=spec.rank, target_modules=targets))
+            find_targets(model, LoraConfig(r=spec.rank, target_modules=targets))
 
 
-# ---- the results store ----------------------------------------------------------------------
-def read_results(directory) -> list[dict]:
-    """Finished runs in ``DIR/results.jsonl`` (a line cut short by a crash is skipped)."""
-    path = os.path.join(directory, RESULTS_NAME)
-    if not os.path.exists(path):
-        return []
-    results = []
-    with open(path) as f:
-        for line in f:
-            try:
-                results.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    return results
-
-
-def _write_results(directory, results: list[dict]) -> None:
-    with atomic_writer(os.path.join(directory, RESULTS_NAME), "w") as f:
-        for r in results:
-            f.write(json.dumps(r) + "\n")
-
-
+# ---- the sweep folder ----------------------------------------------------------------------
 def _prepare_directory(directory, config: SweepConfig) -> None:
     """Create DIR with its sweep.json, or check that DIR holds this very sweep (resume)."""
     os.makedirs(directory, exist_ok=True)
@@ -135,8 +124,8 @@ def _prepare_directory(directory, config: SweepConfig) -> None:
         if existing != wanted:
             diff = {k: (existing.get(k), v) for k, v in wanted.items() if existing.get(k) != v}
             raise ValueError(f"{os.fspath(directory)!r} holds results of a different sweep (differences as "
-                             f"(stored, requested): {diff}). Use another --out to start fresh, delete the folder, "
-                             "or re-run the original command to resume it.")
+                             f"(stored, requested): {diff}). Use another --out to start fresh, delete the "
+                             "folder, or re-run the original command to resume it.")
         return
     with atomic_writer(path, "w") as f:
         json.dump(wanted, f, indent=2)
@@ -175,9 +164,7 @@ def make_executor(workers: int = 1, scheduler: str | None = None):
             raise ValueError('--scheduler needs Dask: pip install "tinylora[dist]"') from None
         client = Client(scheduler, timeout="10s")
         return client.get_executor(), f"dask {scheduler}", client
-    if not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"workers must be an int >= 1, got {workers!r}")
-    if workers == 1:
+    if check_int("workers", workers, low=1) == 1:
         return SerialExecutor(), "serial", None
     import multiprocessing
     # each run pins its own BLAS thread count (tasks.RUN_BLAS_THREADS), in workers as in serial
@@ -200,11 +187,10 @@ def _run_quietly(spec_dict: dict) -> dict:
 def run_sweep(config: SweepConfig, out: str, workers: int = 1, scheduler: str | None = None,
               progress: bool = True, log=print) -> list[dict]:
     """Run every unfinished run of ``config`` into ``out``; return all results of the sweep."""
-    from ..train import progress_bar
     validate_against_model(config)
     _prepare_directory(out, config)
     results = read_results(out)
-    done = {r["run_id"] for r in results}
+    done = {r.get("run_id") for r in results}
     todo = [s for s in config.runs() if s.run_id not in done]
     executor, label, client = make_executor(workers, scheduler)
     log(f"sweep: {len(config.runs())} runs, {len(done)} already done, {len(todo)} to run ({label}) -> {out}")
@@ -214,7 +200,7 @@ def run_sweep(config: SweepConfig, out: str, workers: int = 1, scheduler: str | 
 
     def record(result):
         results.append(result)
-        _write_results(out, results)
+        write_results(out, results)
         bar.update(1)
 
     try:
@@ -232,4 +218,4 @@ def run_sweep(config: SweepConfig, out: str, workers: int = 1, scheduler: str | 
             client.close()
     log(f"sweep finished in {time.perf_counter() - start:.1f} s")
     wanted = {s.run_id for s in config.runs()}
-    return [r for r in results if r["run_id"] in wanted]
+    return [r for r in results if r.get("run_id") in wanted]

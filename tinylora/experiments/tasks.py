@@ -27,18 +27,31 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from .. import __version__
+from .._validate import check_choice
+from ..data import (
+    CharTokenizer,
+    get_batch,
+    load_corpus,
+    make_arithmetic_problems,
+    score_arithmetic,
+    train_val_split,
+)
 from ..io import save_model
-from ..data import (CharTokenizer, get_batch, load_corpus, make_arithmetic_problems, score_arithmetic,
-                    train_val_split)
-from ..lora import (LoraConfig, apply_lora, count_parameters, get_delta_weights, lora_layers, save_adapter,
-                    ADAPTER_WEIGHTS_NAME)
-from ..optim import AdamW, WarmupCosine, clip_grad_norm_
+from ..lora import (
+    ADAPTER_WEIGHTS_NAME,
+    LoraConfig,
+    apply_lora,
+    count_parameters,
+    get_delta_weights,
+    lora_layers,
+    save_adapter,
+)
 from ..pretrained import load_base
 from ..tensor import Tensor, no_grad
-from ..train import estimate_loss, fit, progress_bar
+from ..train import estimate_loss, fit
 from .analysis import amplification_factor, random_baseline_spectrum
+from .results import TASKS
 
-TASKS = ("planted", "domain", "budget", "scaling")
 # Per-task defaults: steps, the LoRA learning rate and the full fine-tuning learning rate.
 # (The domain task uses PEFT's default kaiming-uniform A: with N(0, 1/r) the r = 1 adapter
 # starts with steps 64x larger than r = 8 and overshoots.)
@@ -75,6 +88,10 @@ class RunSpec:
     planted_layers: tuple = ("blocks.3.attn.v_proj",)
     planted_scale: float = 1.0       # each planted singular value, relative to ‖W0‖₂
 
+    def __post_init__(self):
+        check_choice("task", self.task, TASKS, where="RunSpec")
+        check_choice("method", self.method, ("lora", "full"), where="RunSpec")
+
     @property
     def run_id(self) -> str:
         digest = hashlib.sha1(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:10]
@@ -98,8 +115,8 @@ def run(spec: RunSpec | dict, progress: bool = False) -> dict:
         result = (_run_planted if spec.task == "planted" else _run_domain)(spec, progress)
     trainable, total = result.pop("_counts")
     targets = spec.planted_layers if spec.task == "planted" else spec.targets
-    result.update(blas_threads=RUN_BLAS_THREADS, run_id=spec.run_id, task=spec.task, method=spec.method, rank=spec.rank,
-                  targets=list(targets), alpha=spec.alpha, rslora=spec.rslora, seed=spec.seed,
+    result.update(blas_threads=RUN_BLAS_THREADS, run_id=spec.run_id, task=spec.task, method=spec.method,
+                  rank=spec.rank, targets=list(targets), alpha=spec.alpha, rslora=spec.rslora, seed=spec.seed,
                   steps=spec.steps, lr=spec.lr, spec=spec.to_dict(), trainable_params=trainable,
                   total_params=total, trainable_fraction=trainable / total,
                   seconds=round(time.perf_counter() - start, 3), versions=versions())
@@ -163,7 +180,8 @@ def _checkpoint_bytes(model) -> int:
 
 def _layer_names(model, suffixes) -> list[str]:
     if tuple(suffixes) == ("all-linear",):
-        return [n for n, m in model.named_modules() if hasattr(m, "in_features") and not n.endswith("lm_head")]
+        return [n for n, m in model.named_modules()
+                if hasattr(m, "in_features") and not n.endswith("lm_head")]
     return [n for n, m in model.named_modules() if hasattr(m, "in_features") and n.split(".")[-1] in suffixes]
 
 
@@ -175,7 +193,8 @@ def _analysis(model, spec: RunSpec, W0: dict) -> dict:
         for i, (n, w0) in enumerate(W0.items()):
             delta = W1[n] - w0
             spectra[n] = np.linalg.svd(delta, compute_uv=False).tolist()  # host-ok
-            random[n] = random_baseline_spectrum(delta.shape, float(np.linalg.norm(delta)), seed=i).tolist()  # host-ok
+            norm = float(np.linalg.norm(delta))  # host-ok
+            random[n] = random_baseline_spectrum(delta.shape, norm, seed=i).tolist()
         return {"delta_spectra": spectra, "random_spectra": random}
     deltas = get_delta_weights(model)
     last = sorted(deltas)[-2:]  # the two deepest adapted layers, e.g. the last block's q and v
@@ -183,7 +202,8 @@ def _analysis(model, spec: RunSpec, W0: dict) -> dict:
                  for n, layer in lora_layers(model) if n in last}
     amplification = {}
     for n in last:
-        factor, random_factor, delta_norm, projected = amplification_factor(deltas[n], W0[n], min(spec.rank, *deltas[n].shape))
+        r = min(spec.rank, *deltas[n].shape)
+        factor, random_factor, delta_norm, projected = amplification_factor(deltas[n], W0[n], r)
         amplification[n] = {"factor": factor, "random_factor": random_factor, "delta_norm": delta_norm,
                             "projected_norm": projected}
     return {"adapter_A": adapter_A, "amplification": amplification}
@@ -270,7 +290,8 @@ def _plant(model, spec: RunSpec, probe) -> dict:
         inputs = _layer_inputs(model, name, probe)
         basis = np.linalg.svd(inputs - inputs.mean(0), full_matrices=False)[2][:16].T  # (in, 16) host-ok
         strength = spec.planted_scale * float(np.linalg.norm(W.numpy(), 2))  # host-ok
-        delta = planted_update(W.shape, spec.k_star, strength, seed=1000 + i, input_basis=basis).astype(W.dtype)
+        delta = planted_update(W.shape, spec.k_star, strength, seed=1000 + i, input_basis=basis)
+        delta = delta.astype(W.dtype)
         W.data = W.data + delta
         planted[name] = delta
     return planted
@@ -287,48 +308,56 @@ def _teacher_pool(teacher, ids, n_batches, spec, seed):
     return pool
 
 
+def _pool_sampler(pool):
+    """``fit``'s sampler for a fixed pool of (x, teacher logits) batches: one drawn at random per step."""
+    return lambda rng: pool[int(rng.integers(len(pool)))]
+
+
+def _logit_matching_loss(student, x, target) -> Tensor:
+    """``fit``'s loss_fn for the planted task: mean squared error to the teacher's logits (B, T, V)."""
+    logits, _ = student(x)                                      # (B, T, V)
+    return ((logits - Tensor(target)) ** 2).mean()
+
+
 def _mean_squared_error(student, pool) -> float:
     with no_grad():
         return float(np.mean([((student(x)[0].data - target) ** 2).mean() for x, target in pool]))  # host-ok
 
 
+def _learned_deltas(student, spec: RunSpec, W0: dict) -> dict:
+    """{layer: ΔW (out, in)} the student learned: W − W0 (full fine-tuning) or (α/r)·B A (LoRA)."""
+    if spec.method == "full":
+        return {n: w - W0[n] for n, w in _weights(student, spec.planted_layers).items()}
+    return dict(get_delta_weights(student))
+
+
+def _weight_error(learned: dict, planted: dict) -> float:
+    """‖ΔW − ΔW*‖_F / ‖ΔW*‖_F over all planted layers together."""
+    return float(np.sqrt(sum(((learned[n] - planted[n]) ** 2).sum() for n in planted))  # host-ok
+                 / np.sqrt(sum((planted[n] ** 2).sum() for n in planted)))
+
+
 def _run_planted(spec: RunSpec, progress: bool) -> dict:
     teacher, _ = load_base()
     student, _ = load_base()
-    train_ids, val_ids = train_val_split(CharTokenizer().encode(load_corpus("fables", n_chars=60_000, seed=0)), 0.1)
-    probe = np.stack([train_ids[i * spec.block_size:(i + 1) * spec.block_size] for i in range(8)])  # (8, T) host-ok
+    fables = CharTokenizer().encode(load_corpus("fables", n_chars=60_000, seed=0))
+    train_ids, val_ids = train_val_split(fables, 0.1)
+    T = spec.block_size
+    probe = np.stack([train_ids[i * T:(i + 1) * T] for i in range(8)])  # (8, T) host-ok
     planted = _plant(teacher, spec, probe)
     train_pool = _teacher_pool(teacher, train_ids, 24, spec, seed=1)
     eval_pool = _teacher_pool(teacher, val_ids, 4, spec, seed=2)
     base_error = _mean_squared_error(student, eval_pool)
     W0 = _weights(student, spec.planted_layers)
     _make_trainable(student, spec, full_names=spec.planted_layers)
-    params = [p for p in student.parameters() if p.requires_grad]
-    optimizer = AdamW(params, lr=spec.lr, weight_decay=0.0)
-    schedule = WarmupCosine(optimizer, warmup_steps=max(1, spec.steps // 10), total_steps=spec.steps, min_lr_ratio=0.01)
-    rng = np.random.default_rng(spec.seed)
-    curve = {"step": [], "train_loss": []}
-    bar = progress_bar(spec.steps, f"planted {'full' if spec.method == 'full' else f'r={spec.rank}'}", progress)
-    for step in range(1, spec.steps + 1):
-        x, target = train_pool[int(rng.integers(len(train_pool)))]
-        logits, _ = student(x)                                      # (B, T, V)
-        loss = ((logits - Tensor(target)) ** 2).mean()
-        optimizer.zero_grad()
-        loss.backward()
-        clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        schedule.step()
-        curve["step"].append(step)
-        curve["train_loss"].append(loss.item())
-        bar.update(1)
-    bar.close()
-    learned = {n: w - W0[n] for n, w in _weights(student, spec.planted_layers).items()} if spec.method == "full" \
-        else {n: d for n, d in get_delta_weights(student).items()}
-    weight_error = float(np.sqrt(sum(((learned[n] - planted[n]) ** 2).sum() for n in planted))  # host-ok
-                         / np.sqrt(sum((planted[n] ** 2).sum() for n in planted)))
-    metrics = {"rel_error": _mean_squared_error(student, eval_pool) / base_error, "weight_error": weight_error,
+    history = fit(student, _pool_sampler(train_pool), steps=spec.steps, lr=spec.lr,
+                  warmup_steps=max(1, spec.steps // 10), min_lr_ratio=0.01, grad_clip=1.0, seed=spec.seed,
+                  loss_fn=_logit_matching_loss, progress=progress,
+                  desc=f"planted {'full' if spec.method == 'full' else f'r={spec.rank}'}")
+    metrics = {"rel_error": _mean_squared_error(student, eval_pool) / base_error,
+               "weight_error": _weight_error(_learned_deltas(student, spec, W0), planted),
                "base_mse": base_error, "val_loss": None, "base_val_loss": None, "accuracy": None}
-    return {"metrics": metrics, "curve": curve,
+    return {"metrics": metrics, "curve": {"step": history["step"], "train_loss": history["train_loss"]},
             "adapter_bytes": _adapter_bytes(student) if spec.method == "lora" else None,
             "full_checkpoint_bytes": _checkpoint_bytes(student),
             "planted": {"k_star": spec.k_star, "layers": list(spec.planted_layers)},
