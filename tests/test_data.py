@@ -18,7 +18,6 @@ def test_data_re_exports_the_tokenizer_and_corpora_names_it_had():
                  "score_arithmetic"]:
         assert getattr(tinylora.data, name) is getattr(tinylora.corpora, name)
     assert set(tinylora.data.__all__) >= {"VOCAB", "CharTokenizer", "load_corpus", "get_batch"}
-    assert tinylora.data._arithmetic_split is tinylora.corpora.arithmetic.prompt_split
 
 
 def test_train_val_split_is_contiguous():

@@ -29,11 +29,6 @@ def test_the_old_class_name_is_an_alias_of_the_new_one():
     assert LoRALinear is LoraLinear is from_the_layer_module
 
 
-def test_the_old_private_target_finder_is_the_public_one():
-    from tinylora.lora import _find_targets
-
-    assert _find_targets is lora.find_targets
-
 
 @pytest.mark.parametrize("module, names", [
     ("tinylora.lora.config", ["LoraConfig"]),

@@ -26,7 +26,6 @@ from .config import LoraConfig
 from .io import ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME, load_adapter, save_adapter
 from .layer import LoraAdapter, LoRALinear, LoraLinear
 from .model import (
-    _find_targets,  # noqa: F401  (the old private name; experiments/sweep.py still imports it)
     active_adapter,
     adapter_names,
     add_adapter,

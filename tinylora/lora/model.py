@@ -63,7 +63,6 @@ def find_targets(model: Module, config: LoraConfig) -> list[str]:
     return targets
 
 
-_find_targets = find_targets  # the old private name, still used by experiments/sweep.py
 
 
 def _check_can_add(model: Module, targets: list[str], adapter_name: str, config: LoraConfig) -> None:
