@@ -10,7 +10,7 @@ from .backend import device_of
 from .tensor import Tensor
 
 
-def as_tensor(x, name: str, fn: str) -> Tensor:
+def tensor_arg(x, name: str, fn: str) -> Tensor:
     """A Tensor as is; array data wrapped in a (non-grad) Tensor."""
     if isinstance(x, Tensor):
         return x

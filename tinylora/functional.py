@@ -19,7 +19,7 @@ import functools
 import math
 import numbers
 
-from ._op_checks import as_tensor, check_axis, check_range, int_array, same_device
+from ._op_checks import check_axis, check_range, int_array, same_device, tensor_arg
 from .array_ops import concat, stack, where
 from .backend import device_of, get_array_module, scatter_add
 from .tensor import Tensor, _result, unbroadcast
@@ -42,8 +42,8 @@ def linear(x, weight, bias=None) -> Tensor:
     >>> linear(x, w, Tensor(np.zeros(4, dtype=np.float32))).shape  # host-ok (example input)
     (2, 4)
     """
-    x, weight = as_tensor(x, "x", "linear"), as_tensor(weight, "weight", "linear")
-    bias = None if bias is None else as_tensor(bias, "bias", "linear")
+    x, weight = tensor_arg(x, "x", "linear"), tensor_arg(weight, "weight", "linear")
+    bias = None if bias is None else tensor_arg(bias, "bias", "linear")
     same_device("linear", x=x, weight=weight, bias=bias)
     if weight.ndim != 2 or x.ndim < 1 or x.shape[-1] != weight.shape[1]:
         raise ValueError(f"linear: x of shape {x.shape} needs last dimension == weight.shape[1] "
@@ -85,9 +85,9 @@ def lora_linear(x, weight, bias, lora_A, lora_B, scaling: float) -> Tensor:
     array([[2.5, 2.5, 2.5],
            [2.5, 2.5, 2.5]], dtype=float32)
     """
-    x, weight = as_tensor(x, "x", "lora_linear"), as_tensor(weight, "weight", "lora_linear")
-    A, B = as_tensor(lora_A, "lora_A", "lora_linear"), as_tensor(lora_B, "lora_B", "lora_linear")
-    bias = None if bias is None else as_tensor(bias, "bias", "lora_linear")
+    x, weight = tensor_arg(x, "x", "lora_linear"), tensor_arg(weight, "weight", "lora_linear")
+    A, B = tensor_arg(lora_A, "lora_A", "lora_linear"), tensor_arg(lora_B, "lora_B", "lora_linear")
+    bias = None if bias is None else tensor_arg(bias, "bias", "lora_linear")
     same_device("lora_linear", x=x, weight=weight, bias=bias, lora_A=A, lora_B=B)
     n_out, n_in = weight.shape
     if x.shape[-1] != n_in or A.shape[1:] != (n_in,) or B.shape != (n_out, A.shape[0]):
@@ -129,7 +129,7 @@ def softmax(x, axis: int = -1) -> Tensor:
     >>> softmax(Tensor(np.array([0.0, 0.0], dtype=np.float32))).data  # host-ok (example input)
     array([0.5, 0.5], dtype=float32)
     """
-    x = as_tensor(x, "x", "softmax")
+    x = tensor_arg(x, "x", "softmax")
     axis = check_axis(axis, x.ndim, "softmax")
     xp = x.xp
     out = _exp_normalise(x.data - x.data.max(axis=axis, keepdims=True), axis, xp)  # no overflow in exp
@@ -160,7 +160,7 @@ def log_softmax(x, axis: int = -1) -> Tensor:
     >>> log_softmax(Tensor(np.array([1e4, 0.0], dtype=np.float32))).data  # host-ok (example input)
     array([     0., -10000.], dtype=float32)
     """
-    x = as_tensor(x, "x", "log_softmax")
+    x = tensor_arg(x, "x", "log_softmax")
     axis = check_axis(axis, x.ndim, "log_softmax")
     xp = x.xp
     out = x.data - x.data.max(axis=axis, keepdims=True)  # shifted; becomes the output in place
@@ -188,7 +188,7 @@ def cross_entropy(logits, targets, ignore_index=None) -> Tensor:
     >>> round(cross_entropy(logits, np.array([1, 3])).item(), 4)  # host-ok (example input): log(4)
     1.3863
     """
-    logits = as_tensor(logits, "logits", "cross_entropy")
+    logits = tensor_arg(logits, "logits", "cross_entropy")
     xp = logits.xp
     if logits.ndim < 1:
         raise ValueError("cross_entropy: logits must have a class axis, shape (..., C); got a scalar")
@@ -233,9 +233,9 @@ def layer_norm(x, weight=None, bias=None, eps: float = 1e-5) -> Tensor:
     >>> layer_norm(x, None, None, eps=0.0).data
     array([[-1.,  1.]], dtype=float32)
     """
-    x = as_tensor(x, "x", "layer_norm")
-    weight = None if weight is None else as_tensor(weight, "weight", "layer_norm")
-    bias = None if bias is None else as_tensor(bias, "bias", "layer_norm")
+    x = tensor_arg(x, "x", "layer_norm")
+    weight = None if weight is None else tensor_arg(weight, "weight", "layer_norm")
+    bias = None if bias is None else tensor_arg(bias, "bias", "layer_norm")
     xp = same_device("layer_norm", x=x, weight=weight, bias=bias)
     if x.ndim < 1:
         raise ValueError("layer_norm: x must have at least one dimension, shape (..., D)")
@@ -287,7 +287,7 @@ def gelu(x) -> Tensor:
     >>> gelu(Tensor(np.array([-1.0, 0.0, 1.0], dtype=np.float32))).data.round(4)  # host-ok (example input)
     array([-0.1588,  0.    ,  0.8412], dtype=float32)
     """
-    x = as_tensor(x, "x", "gelu")
+    x = tensor_arg(x, "x", "gelu")
     xp, a = x.xp, x.data
     h = a * a  # (...): becomes h = 0.5 (1 + tanh(u)), u = sqrt(2/pi) (a + 0.044715 a^3), in place
     h *= 0.044715 * _GELU_C
@@ -324,7 +324,7 @@ def dropout(x, p: float, training: bool, rng=None) -> Tensor:
     >>> dropout(x, 0.5, training=True, rng=np.random.default_rng(0)).data
     array([2., 2., 2., 0.], dtype=float32)
     """
-    x = as_tensor(x, "x", "dropout")
+    x = tensor_arg(x, "x", "dropout")
     if not (isinstance(p, numbers.Real) and 0 <= p < 1):
         raise ValueError(f"dropout: p must be in [0, 1), got {p!r}")
     if not training or p == 0:
@@ -353,7 +353,7 @@ def embedding(ids, weight) -> Tensor:
     array([[4., 5.],
            [0., 1.]], dtype=float32)
     """
-    weight = as_tensor(weight, "weight", "embedding")
+    weight = tensor_arg(weight, "weight", "embedding")
     if weight.ndim != 2:
         raise ValueError(f"embedding: weight must be (V, D), got shape {weight.shape}")
     xp = weight.xp
@@ -386,7 +386,7 @@ def scaled_dot_product_attention(q, k, v, causal: bool = True) -> Tensor:
     array([1., 2.], dtype=float32)
     """
     fn = "scaled_dot_product_attention"
-    q, k, v = (as_tensor(t, name, fn) for t, name in ((q, "q"), (k, "k"), (v, "v")))
+    q, k, v = (tensor_arg(t, name, fn) for t, name in ((q, "q"), (k, "k"), (v, "v")))
     xp = same_device(fn, q=q, k=k, v=v)
     if min(q.ndim, k.ndim, v.ndim) < 2 or q.shape[-1] != k.shape[-1] or k.shape[-2] != v.shape[-2]:
         raise ValueError(f"{fn}: need q (..., T, hd), k (..., S, hd), v (..., S, hv); "
