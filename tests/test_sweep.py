@@ -142,6 +142,19 @@ def test_a_sweep_killed_midway_resumes_to_the_same_results_as_an_uninterrupted_o
         assert r["metrics"] == reference[r["run_id"]]["metrics"]
 
 
+def test_full_checkpoint_bytes_is_the_base_model_alone_even_when_a_lora_run_comes_first(
+        monkeypatch, tmp_path):
+    """Before: the first run in a process fixed the number, so a LoRA-first worker counted its adapter in."""
+    from tinylora.experiments import tasks
+    from tinylora.io import save_model
+    from tinylora.pretrained import load_base
+
+    monkeypatch.setattr(tasks, "_CHECKPOINT_BYTES", {})
+    result = tasks.run(tasks.RunSpec(task="domain", method="lora", rank=32, steps=1, init="kaiming"))
+    save_model(load_base()[0], tmp_path / "base.npz")
+    assert result["full_checkpoint_bytes"] == os.path.getsize(tmp_path / "base.npz")
+
+
 def test_every_run_pins_its_blas_thread_count_even_inside_a_wider_thread_pool(monkeypatch):
     """The serial executor runs in the caller's process, which may use 2+ BLAS threads; the run must not."""
     from threadpoolctl import threadpool_info, threadpool_limits

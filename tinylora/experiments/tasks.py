@@ -46,6 +46,7 @@ from ..lora import (
     lora_layers,
     save_adapter,
 )
+from ..models.gpt import GPT
 from ..pretrained import load_base
 from ..tensor import Tensor, no_grad
 from ..train import estimate_loss, fit
@@ -169,11 +170,12 @@ _CHECKPOINT_BYTES: dict = {}
 
 
 def _checkpoint_bytes(model) -> int:
+    """The size of a full checkpoint of ``model``'s architecture: the base model alone, never its adapters."""
     key = model.config
     if key not in _CHECKPOINT_BYTES:
         with tempfile.TemporaryDirectory() as folder:
             path = os.path.join(folder, "model.npz")
-            save_model(model, path)
+            save_model(GPT(key, seed=0), path)
             _CHECKPOINT_BYTES[key] = os.path.getsize(path)
     return _CHECKPOINT_BYTES[key]
 
