@@ -16,7 +16,7 @@ PACKAGE = ROOT / "tinylora"
 
 # The layers, lowest first. A module may import from its own layer or a lower one, never a higher.
 LAYERS = [
-    {"_validate", "backend"},
+    {"_validate", "backend", "host_memory"},
     {"tensor"},
     {"_op_checks", "array_ops", "functional", "gradcheck", "io"},
     {"module", "nn", "optim"},

@@ -24,6 +24,7 @@ import numpy as np
 from ._validate import check_int
 from .backend import to_device
 from .data import get_batch
+from .host_memory import keep_freed_host_memory
 from .optim import AdamW, WarmupCosine, clip_grad_norm_
 from .tensor import Tensor, no_grad
 
@@ -159,6 +160,7 @@ def fit(model, train_ids, val_ids=None, *, steps: int = 200, batch_size: int = 1
     if val_ids is not None:
         val_ids = _check_ids(val_ids, "val_ids", T + 1)
     trainable = _trainable(model)
+    keep_freed_host_memory()  # each step reuses the last step's buffers (tinylora.host_memory)
     if optimizer is None:
         optimizer = AdamW(trainable, lr=lr, weight_decay=weight_decay)
     schedule = WarmupCosine(optimizer, warmup_steps=warmup_steps, total_steps=steps,
