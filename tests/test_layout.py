@@ -18,7 +18,7 @@ PACKAGE = ROOT / "tinylora"
 LAYERS = [
     {"_validate", "backend", "host_memory"},
     {"tensor"},
-    {"_op_checks", "array_ops", "functional", "gradcheck", "io"},
+    {"_op_checks", "array_ops", "functional", "gradcheck", "io", "llama_ops"},
     {"module", "nn", "optim"},
     {"tokenizers", "corpora", "data"},
     {"models", "lora", "gpt", "checkpoint"},  # gpt.py and checkpoint.py: re-export shims for old imports

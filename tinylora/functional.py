@@ -22,10 +22,12 @@ import numbers
 from ._op_checks import check_axis, check_range, int_array, same_device, tensor_arg
 from .array_ops import concat, stack, where
 from .backend import device_of, get_array_module, scatter_add
+from .llama_ops import rms_norm, rope, silu, swiglu
 from .tensor import Tensor, _result, unbroadcast
 
 __all__ = ["linear", "lora_linear", "softmax", "log_softmax", "cross_entropy", "layer_norm", "gelu",
-           "dropout", "embedding", "scaled_dot_product_attention", "where", "concat", "stack"]
+           "dropout", "embedding", "scaled_dot_product_attention", "where", "concat", "stack",
+           "rms_norm", "silu", "swiglu", "rope"]
 
 
 # ---- linear ------------------------------------------------------------------------------
