@@ -1,4 +1,4 @@
-"""A GPT in one file: config, attention, MLP, blocks, the model, and generate().
+"""A GPT in one file: config, attention, MLP, blocks, the model, and generate() (models/generation.py).
 
 Decoder-only, pre-LayerNorm, learned positions. Attention keeps *separate* q/k/v/o
 projections so LoRA can adapt W_q and W_v on their own, as the LoRA paper does.
@@ -19,9 +19,10 @@ import numpy as np
 
 from .. import functional as F
 from .._validate import check_bool, check_choice, check_int, check_probability
-from ..backend import get_array_module
 from ..nn import GELU, Dropout, Embedding, LayerNorm, Linear, Module, ModuleList
-from ..tensor import Tensor, no_grad
+from ..tensor import Tensor
+from .generation import generate
+from .kv_cache import KVCache
 
 __all__ = ["GPTConfig", "CausalSelfAttention", "MLP", "Block", "GPT", "PRESETS"]
 
@@ -74,12 +75,14 @@ class CausalSelfAttention(Module):
         self.o_proj = Linear(C, C, bias=bias, rng=rng)
         self.resid_dropout = Dropout(config.dropout)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, cache: KVCache | None = None, layer: int = 0) -> Tensor:
         B, T, C = x.shape
         H, hd = self.n_head, C // self.n_head
         q = self.q_proj(x).reshape(B, T, H, hd).transpose(0, 2, 1, 3)  # (B, H, T, hd)
         k = self.k_proj(x).reshape(B, T, H, hd).transpose(0, 2, 1, 3)  # (B, H, T, hd)
         v = self.v_proj(x).reshape(B, T, H, hd).transpose(0, 2, 1, 3)  # (B, H, T, hd)
+        if cache is not None:  # attend over the cached positions too: the queries are the last T
+            k, v = (Tensor(a) for a in cache.update(layer, k, v))    # (B, H, S, hd), S = length + T
         y = F.scaled_dot_product_attention(q, k, v, causal=True)      # (B, H, T, hd)
         y = y.transpose(0, 2, 1, 3).reshape(B, T, C)                   # (B, T, C)
         return self.resid_dropout(self.o_proj(y))                      # (B, T, C)
@@ -109,8 +112,8 @@ class Block(Module):
         self.ln_2 = LayerNorm(config.n_embd, bias=config.bias)
         self.mlp = MLP(config, rng)
 
-    def forward(self, x: Tensor) -> Tensor:
-        x = x + self.attn(self.ln_1(x))  # (B, T, C)
+    def forward(self, x: Tensor, cache: KVCache | None = None, layer: int = 0) -> Tensor:
+        x = x + self.attn(self.ln_1(x), cache, layer)  # (B, T, C)
         x = x + self.mlp(self.ln_2(x))   # (B, T, C)
         return x
 
@@ -162,14 +165,21 @@ class GPT(Module):
             raise ValueError(f"{name} holds token id {bad}, outside [0, {self.config.vocab_size})")
         return xp.asarray(data)
 
-    def forward(self, idx, targets=None):
+    def forward(self, idx, targets=None, cache: KVCache | None = None):
+        """Logits (B, T, V) and the loss (None without targets). With a ``cache``, ``idx`` holds the
+        tokens after the ``cache.length`` cached ones, and their positions start there."""
         idx = self._check_ids(idx, "idx")
         B, T = idx.shape
         xp = self.wte.weight.xp
-        positions = xp.arange(T)
+        start = 0 if cache is None else cache.length
+        if cache is not None:
+            cache.check_room(T)
+        positions = xp.arange(start, start + T)
         x = self.drop(self.wte(idx) + self.wpe(positions))  # (B, T, C)
-        for block in self.blocks:
-            x = block(x)                                      # (B, T, C)
+        for i, block in enumerate(self.blocks):
+            x = block(x, cache, i)                            # (B, T, C)
+        if cache is not None:
+            cache.advance(T)
         logits = self.lm_head(self.ln_f(x))                  # (B, T, V)
         if targets is None:
             return logits, None
@@ -178,43 +188,27 @@ class GPT(Module):
             raise ValueError(f"targets shape {targets.shape} must equal idx shape {idx.shape}")
         return logits, F.cross_entropy(logits, targets)      # scalar
 
-    @no_grad()
+    @property
+    def context_length(self) -> int:
+        return self.config.block_size
+
+    def new_cache(self, batch_size: int, max_len: int | None = None) -> KVCache:
+        """An empty KV cache for ``batch_size`` rows of up to ``max_len`` (default block_size) tokens."""
+        c = self.config
+        max_len = c.block_size if max_len is None else max_len
+        if max_len > c.block_size:
+            raise ValueError(f"new_cache: max_len={max_len} is longer than block_size={c.block_size}")
+        w = self.wte.weight
+        return KVCache(c.n_layer, batch_size, c.n_head, max_len, c.n_embd // c.n_head, w.dtype, w.xp)
+
     def generate(self, idx, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
-                 seed: int | None = None):
+                 seed: int | None = None, top_p: float | None = None, use_cache: bool = True,
+                 eos_token_id: int | None = None, crop: bool = True):
         """Append ``max_new_tokens`` sampled tokens to ``idx`` (B, T); returns (B, T + max_new_tokens).
 
-        ``temperature=0`` picks the most likely token (greedy); ``top_k`` keeps the k likeliest.
+        ``temperature=0`` picks the most likely token (greedy); ``top_k`` keeps the k likeliest,
+        ``top_p`` the likeliest up to that probability. A GPT crops its context to block_size by
+        default (``crop=True``), as it always did; see ``tinylora.models.generation.generate``.
         """
-        if not isinstance(max_new_tokens, int) or max_new_tokens < 0:
-            raise ValueError(f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
-        if temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {temperature!r}")
-        if top_k is not None and (not isinstance(top_k, int) or top_k < 1):
-            raise ValueError(f"top_k must be None or an int >= 1, got {top_k!r}")
-        idx = self._check_ids(idx, "idx", check_length=False)  # (B, T); the context is cropped below
-        xp = self.wte.weight.xp
-        rng = xp.random.default_rng(seed)
-        was_training = self.training
-        self.eval()
-        for _ in range(max_new_tokens):
-            context = idx[:, -self.config.block_size:]               # (B, <=block_size)
-            logits, _ = self(context)
-            logits = logits.data[:, -1, :]                            # (B, V)
-            idx = xp.concatenate([idx, self._sample(logits, temperature, top_k, rng)], axis=1)
-        self.train(was_training)
-        return idx
-
-    @staticmethod
-    def _sample(logits, temperature, top_k, rng):
-        """One token id per row (B, 1) from logits (B, V)."""
-        xp = get_array_module(logits)
-        if temperature == 0:
-            return logits.argmax(axis=-1)[:, None]
-        logits = logits / temperature
-        if top_k is not None and top_k < logits.shape[-1]:
-            kth = xp.sort(logits, axis=-1)[:, -top_k][:, None]        # (B, 1)
-            logits = xp.where(logits < kth, -xp.inf, logits)
-        probs = F.softmax(Tensor(logits), axis=-1).data               # (B, V)
-        cdf = xp.cumsum(probs, axis=-1)                               # (B, V)
-        u = rng.random((logits.shape[0], 1), dtype=cdf.dtype) * cdf[:, -1:]  # (B, 1)
-        return (cdf < u).sum(axis=-1, keepdims=True).astype(xp.int64)
+        return generate(self, idx, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                        seed=seed, use_cache=use_cache, eos_token_id=eos_token_id, crop=crop)
