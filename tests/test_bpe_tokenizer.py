@@ -16,7 +16,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from tinylora.tokenizers import BPETokenizer, _byte_spelling, bytes_to_unicode
+from tinylora.tokenizers import LLAMA3_SPLIT, BPETokenizer, _byte_spelling, bytes_to_unicode
 
 FIXTURES = Path(__file__).parent / "fixtures" / "bpe"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -255,6 +255,39 @@ def test_tiny_gpt2_files_encode_like_the_tokenizers_library(tmp_path, text):
     ours = BPETokenizer.from_vocab_and_merges(vocab_path, merges_path)
     assert ours.encode(text).tolist() == reference.encode(text).ids
     assert ours.decode(ours.encode(text)) == text
+
+
+def _tiny_tokenizer_json(tmp_path, pre_tokenizer) -> Path:
+    """The tiny vocabulary as a tokenizer.json written by the tokenizers library, with one special token
+    (<|endoftext|>) and one added token that is not special (<think>)."""
+    tokenizers = pytest.importorskip("tokenizers", reason="the reference: pip install tokenizers")
+    vocab_path, merges_path = _write_tiny_gpt2(tmp_path)
+    reference = tokenizers.Tokenizer(tokenizers.models.BPE.from_file(str(vocab_path), str(merges_path)))
+    reference.pre_tokenizer = pre_tokenizer
+    reference.decoder = tokenizers.decoders.ByteLevel()
+    reference.add_special_tokens(["<|endoftext|>"])
+    reference.add_tokens(["<think>"])
+    path = tmp_path / "tokenizer.json"
+    reference.save(str(path))
+    return path
+
+
+TOKENIZER_JSON_STRINGS = TINY_STRINGS + ["<think>hello</think> 12345", "I'LL go   there\n\n\tnow 1234567"]
+
+
+@pytest.mark.parametrize("kind", ["ByteLevel", "Split + ByteLevel"])
+def test_tiny_tokenizer_json_encodes_and_decodes_like_the_tokenizers_library(tmp_path, kind):
+    tokenizers = pytest.importorskip("tokenizers", reason="the reference: pip install tokenizers")
+    pre = tokenizers.pre_tokenizers
+    pre_tokenizer = (pre.ByteLevel(add_prefix_space=False) if kind == "ByteLevel" else pre.Sequence(
+        [pre.Split(tokenizers.Regex(LLAMA3_SPLIT), behavior="isolated"),
+         pre.ByteLevel(add_prefix_space=False, use_regex=False)]))
+    path = _tiny_tokenizer_json(tmp_path, pre_tokenizer)
+    reference, ours = tokenizers.Tokenizer.from_file(str(path)), BPETokenizer.from_tokenizer_json(path)
+    for text in TOKENIZER_JSON_STRINGS:
+        ids = reference.encode(text).ids
+        assert ours.encode(text).tolist() == ids, text
+        assert ours.decode(ids, skip_special_tokens=True) == reference.decode(ids, skip_special_tokens=True)
 
 
 # ----- bad input (one table) -----------------------------------------------------------------------------

@@ -18,7 +18,8 @@ from ._validate import check_path, is_int
 from .backend import asnumpy
 from .io import atomic_writer
 
-__all__ = ["VOCAB", "CharTokenizer", "unigram_distribution", "BPETokenizer", "bytes_to_unicode", "GPT2_SPLIT"]
+__all__ = ["VOCAB", "CharTokenizer", "unigram_distribution", "BPETokenizer", "bytes_to_unicode", "GPT2_SPLIT",
+           "LLAMA3_SPLIT", "QWEN2_SPLIT", "GGUF_PRE_SPLITS"]
 
 #: The character vocabulary: newline followed by the printable ASCII characters 32 (space) .. 126 (``~``),
 #: 96 characters.
@@ -188,6 +189,7 @@ GGUF_PRE_SPLITS = {"default": GPT2_SPLIT, "gpt2": GPT2_SPLIT, "smollm": GPT2_SPL
                    "qwen2": QWEN2_SPLIT}
 
 _GGUF_CONTROL = 3  # llama.cpp's token_type for control tokens such as <|im_start|>
+_GGUF_USER_DEFINED = 4  # ... and for added tokens that are not special, such as <think>
 
 _CHATML_TEMPLATE_MARK = "'<|im_start|>' + message['role']"
 
@@ -309,7 +311,8 @@ class BPETokenizer:
     """Byte-level BPE, as in GPT-2 and SmolLM2.
 
     ``vocab`` maps each byte-spelled token (``"Ġthe"``) to its id; ``merges`` lists the pairs in the order
-    they were learned (rank 0 first); ``special_tokens`` are matched whole in the text before anything else;
+    they were learned (rank 0 first); ``special_tokens`` (dropped by ``skip_special_tokens``) and
+    ``added_tokens`` (kept) are matched whole in the text before anything else;
     ``split`` is the pre-tokenizer regex. ``encode`` returns an int64 array, like ``CharTokenizer``.
 
     >>> vocab = {c: i for i, c in enumerate("abĠ")} | {"ab": 3, "Ġab": 4, "<|end|>": 5}
@@ -320,7 +323,8 @@ class BPETokenizer:
     'ab ab'
     """
 
-    def __init__(self, vocab: dict[str, int], merges, *, special_tokens=(), split: str = GPT2_SPLIT,
+    def __init__(self, vocab: dict[str, int], merges, *, special_tokens=(), added_tokens=(),
+                 split: str = GPT2_SPLIT,
                  bos_token_id: int | None = None, eos_token_id: int | None = None,
                  unk_token_id: int | None = None, pad_token_id: int | None = None,
                  add_bos_token: bool = False, chat_template: str | None = None):
@@ -331,11 +335,12 @@ class BPETokenizer:
         self.ranks = {tuple(pair): rank for rank, pair in enumerate(merges)}
         self._check_merges()
         self.special_tokens = [token for token in special_tokens if token in self._token_to_id]
-        self._special_set = set(self.special_tokens)
+        self.added_tokens = [token for token in added_tokens if token in self._token_to_id]
+        self._whole_set = set(self.special_tokens) | set(self.added_tokens)
         self._special_ids = {self._token_to_id[token] for token in self.special_tokens}
         self.split = split
         self._split_re = regex.compile(split)
-        self._special_re = self._special_pattern(self.special_tokens)
+        self._whole_re = self._whole_token_pattern(self._whole_set)
         self.bos_token_id, self.eos_token_id = bos_token_id, eos_token_id
         self.unk_token_id, self.pad_token_id = unk_token_id, pad_token_id
         self.add_bos_token = add_bos_token
@@ -351,13 +356,13 @@ class BPETokenizer:
                                  "the vocabulary")
 
     @staticmethod
-    def _special_pattern(special_tokens):
-        """One regex matching any special token, longest first (so ``<a><b>`` never loses to ``<a>``)."""
+    def _whole_token_pattern(tokens):
+        """One regex matching any of ``tokens``, longest first (so ``<a><b>`` never loses to ``<a>``)."""
         import regex
 
-        if not special_tokens:
+        if not tokens:
             return None
-        alternatives = "|".join(regex.escape(t) for t in sorted(special_tokens, key=len, reverse=True))
+        alternatives = "|".join(regex.escape(t) for t in sorted(tokens, key=len, reverse=True))
         return regex.compile(f"({alternatives})")
 
     # ----- constructors -----------------------------------------------------------------------------------
@@ -366,7 +371,8 @@ class BPETokenizer:
     def from_gguf_fields(cls, fields: dict) -> "BPETokenizer":
         """Build from GGUF metadata (key -> plain Python value), as llama.cpp stores a byte-level BPE.
 
-        Tokens marked CONTROL (token_type 3), such as ``<|im_start|>``, become special tokens.
+        Tokens marked CONTROL (token_type 3), such as ``<|im_start|>``, become special tokens, and those
+        marked USER_DEFINED (4), such as ``<think>``, added tokens, as transformers does.
         """
         model = fields.get("tokenizer.ggml.model")
         if model != "gpt2":
@@ -382,7 +388,8 @@ class BPETokenizer:
         merges = [_parse_merge(m, f"tokenizer.ggml.merges[{i}]")
                   for i, m in enumerate(fields.get("tokenizer.ggml.merges", []))]
         special = [t for t, kind in zip(tokens, types) if kind == _GGUF_CONTROL and _in_byte_alphabet(t)]
-        return cls(vocab, merges, special_tokens=special, split=GGUF_PRE_SPLITS[pre],
+        added = [t for t, kind in zip(tokens, types) if kind == _GGUF_USER_DEFINED and t in vocab]
+        return cls(vocab, merges, special_tokens=special, added_tokens=added, split=GGUF_PRE_SPLITS[pre],
                    bos_token_id=fields.get("tokenizer.ggml.bos_token_id"),
                    eos_token_id=fields.get("tokenizer.ggml.eos_token_id"),
                    unk_token_id=fields.get("tokenizer.ggml.unknown_token_id"),
@@ -394,7 +401,8 @@ class BPETokenizer:
     def from_tokenizer_json(cls, path) -> "BPETokenizer":
         """Build from a Hugging Face ``tokenizer.json`` whose model is byte-level BPE.
 
-        The special tokens are its ``added_tokens`` marked ``special``; the split regex comes from its
+        Its ``added_tokens`` marked ``special`` are special tokens, the others added tokens (all matched
+        whole; their lstrip/rstrip/single_word options are not read); the split regex comes from its
         ``pre_tokenizer`` (a ByteLevel with ``use_regex``, or a Split by a regex followed by a ByteLevel).
         """
         path = check_path("path", path, where="BPETokenizer.from_tokenizer_json")
@@ -407,13 +415,15 @@ class BPETokenizer:
         added = spec.get("added_tokens") or []
         vocab = dict(model["vocab"]) | {t["content"]: t["id"] for t in added}
         special = [t["content"] for t in added if t.get("special")]
+        plain = [t["content"] for t in added if not t.get("special")]
         split = _split_from_json(spec.get("pre_tokenizer"), path)
-        return cls(vocab, merges, special_tokens=special, split=split)
+        return cls(vocab, merges, special_tokens=special, added_tokens=plain, split=split)
 
     @classmethod
     def from_vocab_and_merges(cls, vocab_json_path, merges_txt_path) -> "BPETokenizer":
         """Build from GPT-2's two files: ``vocab.json`` (token -> id) and ``merges.txt`` (one "a b" a line,
-        after an optional ``#version`` line). ``<|endoftext|>`` is special, and BOS and EOS, when present.
+        after an optional ``#version`` line). ``<|endoftext|>``, when present, is special, and is both BOS
+        and EOS.
         """
         vocab_json_path = check_path("vocab_json_path", vocab_json_path, where="BPETokenizer")
         merges_txt_path = check_path("merges_txt_path", merges_txt_path, where="BPETokenizer")
@@ -451,15 +461,15 @@ class BPETokenizer:
         if not isinstance(text, str):
             raise TypeError(f"encode expects a str, got {type(text).__name__}")
         ids = [self.bos_token_id] if add_special_tokens and self.add_bos_token else []
-        for piece in _split_keeping(text, self._special_re):
-            if piece in self._special_set:
+        for piece in _split_keeping(text, self._whole_re):
+            if piece in self._whole_set:
                 ids.append(self._token_to_id[piece])
             else:
                 ids.extend(self._encode_ordinary(piece))
         return np.array(ids, dtype=np.int64)
 
     def _encode_ordinary(self, text: str) -> list[int]:
-        """Ids of text holding no special token: pre-tokenize, then BPE each pre-token (cached)."""
+        """Ids of text holding no special or added token: pre-tokenize, then BPE each pre-token (cached)."""
         ids = []
         for word in self._split_re.findall(text):
             cached = self._cache.get(word)
@@ -496,7 +506,7 @@ class BPETokenizer:
         text, pending = [], bytearray()
         for i in ids.tolist():
             token = self._id_to_token[i]
-            if i in self._special_ids or not _in_byte_alphabet(token):
+            if token in self._whole_set or not _in_byte_alphabet(token):
                 text.append(pending.decode("utf-8", errors="replace"))
                 pending.clear()
                 if not (skip_special_tokens and i in self._special_ids):
