@@ -15,12 +15,15 @@ from __future__ import annotations
 import os
 
 from ..io import load_arrays
+from .generation import generate
 from .gpt import GPT, GPTConfig
+from .kv_cache import KVCache
+from .llama import Llama, LlamaConfig
 
 # checkpoint's "model" field -> (model class, config class)
-MODELS = {"GPT": (GPT, GPTConfig)}
+MODELS = {"GPT": (GPT, GPTConfig), "Llama": (Llama, LlamaConfig)}
 
-__all__ = ["GPT", "GPTConfig", "MODELS", "load_model"]
+__all__ = ["GPT", "GPTConfig", "Llama", "LlamaConfig", "KVCache", "generate", "MODELS", "load_model"]
 
 
 def load_model(path, device: str = "cpu", with_metadata: bool = False):
