@@ -332,7 +332,9 @@ class BPETokenizer:
 
         self._token_to_id = dict(vocab)
         self._id_to_token = {i: token for token, i in self._token_to_id.items()}
-        self.ranks = {tuple(pair): rank for rank, pair in enumerate(merges)}
+        self.ranks: dict[tuple[str, str], int] = {}
+        for rank, pair in enumerate(merges):
+            self.ranks.setdefault(tuple(pair), rank)  # a repeated merge keeps its first (best) rank
         self._check_merges()
         self.special_tokens = [token for token in special_tokens if token in self._token_to_id]
         self.added_tokens = [token for token in added_tokens if token in self._token_to_id]
