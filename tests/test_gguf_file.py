@@ -30,8 +30,12 @@ def permute(w: np.ndarray, n_head: int) -> np.ndarray:
     return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
 
-def write_gguf(path, arch="llama", tensors=None, raw=None, untied=False) -> dict:
-    """A tiny llama GGUF (2 layers, C=64, 4 heads, 2 kv heads); returns the HF-named float32 weights."""
+def write_gguf(path, arch="llama", raw=None, untied=False, tokenizer=False) -> dict:
+    """A tiny llama GGUF (2 layers, C=64, 4 heads, 2 kv heads); returns the HF-named float32 weights.
+
+    ``tokenizer``: add byte-level BPE fields for 40 tokens (38 characters from '!', <|im_start|>,
+    <|im_end|>; no merges).
+    """
     rng = np.random.default_rng(0)
     C, F, V, L, H, KV = 64, 96, 40, 2, 4, 2
     writer = gguf.GGUFWriter(os.fspath(path), arch)
@@ -44,6 +48,13 @@ def write_gguf(path, arch="llama", tensors=None, raw=None, untied=False) -> dict
     writer.add_rope_freq_base(10000.0)
     writer.add_layer_norm_rms_eps(1e-5)
     writer.add_vocab_size(V)
+    if tokenizer:
+        writer.add_tokenizer_model("gpt2")
+        writer.add_tokenizer_pre("default")
+        writer.add_token_list([chr(c) for c in range(33, 33 + V - 2)] + ["<|im_start|>", "<|im_end|>"])
+        writer.add_token_types([1] * (V - 2) + [3, 3])
+        writer.add_eos_token_id(V - 1)
+        writer.add_chat_template("{% for m in messages %}<|im_start|>{{ m['content'] }}{% endfor %}")
     expected = {}
 
     def add(gguf_name, hf_name, shape, gguf_value=None):

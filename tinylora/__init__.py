@@ -19,5 +19,11 @@ def load_base(*args, **kwargs):
     return _load_base(*args, **kwargs)
 
 
+def load_pretrained(*args, **kwargs):
+    """A GGUF file, a Hugging Face folder or a known name -> (model, tokenizer) (see ``tinylora.hub``)."""
+    from .hub import load_pretrained as _load_pretrained
+    return _load_pretrained(*args, **kwargs)
+
+
 __all__ = ["Tensor", "no_grad", "is_grad_enabled", "gradcheck", "get_array_module", "asnumpy",
-           "to_device", "is_cuda_available", "scatter_add", "load_base", "__version__"]
+           "to_device", "is_cuda_available", "scatter_add", "load_base", "load_pretrained", "__version__"]
