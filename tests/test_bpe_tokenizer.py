@@ -16,7 +16,8 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from tinylora.tokenizers import LLAMA3_SPLIT, BPETokenizer, _byte_spelling, bytes_to_unicode
+from tinylora.tokenizers import LLAMA3_SPLIT, BPETokenizer, bytes_to_unicode
+from tinylora.tokenizers.bpe import _byte_spelling
 
 FIXTURES = Path(__file__).parent / "fixtures" / "bpe"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"

@@ -62,8 +62,9 @@ def _imported_modules(path: Path) -> set[str]:
     return found
 
 
-@pytest.mark.parametrize("path", sorted((PACKAGE / "corpora").glob("*.py")) + [PACKAGE / "tokenizers.py"],
-                         ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted((PACKAGE / "corpora").glob("*.py"))
+                         + sorted((PACKAGE / "tokenizers").glob("*.py")),
+                         ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_corpora_and_tokenizers_never_import_data(path):
     """Imports flow one way: tinylora.data imports these modules, never the other way round."""
     assert "tinylora.data" not in _imported_modules(path)
