@@ -229,24 +229,28 @@ def test_a_non_llama_gguf_is_refused_by_load_pretrained(tmp_path):
 # ---- the real SmolLM2 -------------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def smollm2_loads(tmp_path_factory):
-    """(model, tokenizer, cold seconds, cached seconds): load_pretrained twice into a fresh cache folder."""
+    """(model, tokenizer, cold seconds, cached seconds) of SmolLM2 with a fresh cache folder.
+
+    The cold load is ``load_pretrained``; the cached one reads the weights back through the cache only
+    (``hub.gguf_weights``), since building a second Llama would add its random init (seconds) to the suite.
+    """
     if smollm2_path() is None:
         pytest.skip(SMOLLM2_MISSING)
     cache = tmp_path_factory.mktemp("tinylora-cache")
     start = time.perf_counter()
-    load_pretrained("smollm2-135m-instruct", cache_dir=cache)
+    model, tokenizer = load_pretrained("smollm2-135m-instruct", cache_dir=cache)
     cold = time.perf_counter() - start
     start = time.perf_counter()
-    model, tokenizer = load_pretrained("smollm2-135m-instruct", cache_dir=cache)
+    hub.gguf_weights(smollm2_path(), cache_dir=cache)
     return model, tokenizer, cold, time.perf_counter() - start
 
 
-def test_smollm2_loads_by_name_and_its_cached_load_is_fast(smollm2_loads):
+def test_smollm2_loads_by_name_and_reads_its_cache_back_fast(smollm2_loads):
     model, tokenizer, cold, cached = smollm2_loads
-    print(f"SmolLM2-135M-Instruct: cold load {cold:.1f} s, cached load {cached:.1f} s")
+    print(f"SmolLM2-135M-Instruct: cold load_pretrained {cold:.1f} s, cached weights {cached:.1f} s")
     assert type(model).__name__ == "Llama" and model.config.num_hidden_layers == 30
     assert tokenizer.eos_token_id == 2 and tokenizer.chat_template
-    assert cached < 30
+    assert cached < 20  # about 1 s on 2 cores; generous for a loaded CI machine
 
 
 def test_smollm2_model_holds_exactly_the_converted_gguf_weights(smollm2_loads):
