@@ -105,9 +105,9 @@ def source_fingerprint(path) -> str:
     return digest.hexdigest()[:16]
 
 
-def _cache_file(path: str, cache_dir) -> str:
+def _cache_file(path: str, cache_dir, fingerprint: str) -> str:
     stem = os.path.splitext(os.path.basename(path))[0]
-    name = f"{stem}-{os.path.getsize(path)}-{source_fingerprint(path)}.safetensors"
+    name = f"{stem}-{os.path.getsize(path)}-{fingerprint}.safetensors"
     return os.path.join(os.fspath(cache_dir or default_cache_dir()), "gguf", name)
 
 
@@ -131,14 +131,15 @@ def llama_tensor_names(config: dict) -> set[str]:
 def gguf_weights(path, cache_dir=None) -> tuple[dict, dict, dict]:
     """(HF config dict, float32 state dict, tokenizer fields) of a llama GGUF file, through the cache."""
     path = os.fspath(path)
-    cache = _cache_file(path, cache_dir)
-    cached = _read_cache(cache, source_fingerprint(path))
+    fingerprint = source_fingerprint(path)
+    cache = _cache_file(path, cache_dir, fingerprint)
+    cached = _read_cache(cache, fingerprint)
     if cached is not None:
         return cached
     config, state, metadata = gguf_file.load_llama_gguf(path)
     fields = {k: v for k, v in metadata.items() if k.startswith("tokenizer.")}
     config_json, tokenizer_json = json.dumps(config, sort_keys=True), json.dumps(fields)
-    save_safetensors(cache, state, {"format": CACHE_FORMAT, "source": source_fingerprint(path),
+    save_safetensors(cache, state, {"format": CACHE_FORMAT, "source": fingerprint,
                                     "config": config_json, "tokenizer": tokenizer_json,
                                     "checksum": _checksum(state, config_json, tokenizer_json)})
     return config, state, fields
