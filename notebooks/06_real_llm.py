@@ -50,6 +50,7 @@ from tinylora.hub import load_pretrained, resolve_source
 from tinylora.models.kv_cache import KVCache
 from tinylora.models.llama import LlamaConfig
 from tinylora.pretrained import load_base
+from tinylora.quant import BLOCK_LAYOUTS
 from tinylora.tokenizers import bytes_to_unicode
 
 FAST = os.environ.get("TINYLORA_FAST") == "1"
@@ -94,9 +95,32 @@ if HAVE_MODEL:
     numbers = sum(math.prod(t.shape) for t in gguf_tensors)
     size = os.path.getsize(gguf_path)
     print(f"\n{len(gguf_tensors)} tensors by type: {dict(Counter(t.type_name for t in gguf_tensors))}")
+    for type_name in sorted({t.type_name for t in gguf_tensors}):
+        kinds = sorted({t.name.removeprefix("blk.").lstrip("0123456789.") for t in gguf_tensors
+                        if t.type_name == type_name})
+        print(f"  {type_name:5s} {kinds}")
     print(f"{numbers:,} numbers in {size / 1e6:.1f} MB: {8 * size / numbers:.2f} bits a number "
           f"(float32: 32); as float32 they take {4 * numbers / 1e6:.0f} MB")
-    print(gguf_tensors[:3])
+else:
+    print(SKIP)
+
+# %% [markdown]
+# One block by hand. The first 20 bytes of layer 0's $W_q$ are one Q4_1 block: a float16 scale
+# $d$, a float16 minimum $m$, then 16 bytes holding 32 four-bit codes $q$, element $i$ in the
+# low nibble of byte $i$ and element $i + 16$ in its high nibble. Each weight is $d\,q + m$.
+# `tinylora.quant.BLOCK_LAYOUTS` names those fields, and `to_numpy()` dequantizes the whole
+# tensor; the two agree.
+
+# %%
+if HAVE_MODEL:
+    w_q = next(t for t in gguf_tensors if t.name == "blk.0.attn_q.weight")
+    print(w_q, "| its first block:", w_q.data[:20].tobytes().hex(" "))
+    block = w_q.data[:20].view(BLOCK_LAYOUTS["Q4_1"])[0]
+    codes = np.concatenate([block["qs"] & 15, block["qs"] >> 4])                 # (32,) integers 0..15
+    by_hand = np.float32(block["d"]) * codes + np.float32(block["m"])           # (32,)
+    print(f"d = {block['d']}, m = {block['m']}, the first codes: {codes[:8]}")
+    print("d q + m:", by_hand[:6])
+    print("equal to the library's dequantization:", bool(np.array_equal(by_hand, w_q.to_numpy()[0, :32])))
 else:
     print(SKIP)
 
@@ -138,7 +162,7 @@ print("the file's config is tinylora's smollm2-135m preset:", c == LlamaConfig.p
 C, hd, H, H_kv = c.hidden_size, c.head_dim, c.num_attention_heads, c.num_key_value_heads
 per_layer = C * H * hd + 2 * C * H_kv * hd + H * hd * C + 3 * C * c.intermediate_size + 2 * C
 from_config = c.num_hidden_layers * per_layer + c.vocab_size * C + C
-print(f"per layer: {per_layer:,}; whole model: {from_config:,}; the model card: {134_515_008:,}")
+print(f"per layer: {per_layer:,}; whole model: {from_config:,}; SmolLM2-135M: {134_515_008:,}")
 print("equal:", from_config == 134_515_008)
 if HAVE_MODEL:
     print(f"the loaded model: {model.num_parameters():,}; the file's tensors: {numbers:,}; all equal:",
