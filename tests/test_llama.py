@@ -99,6 +99,19 @@ def test_model_overfits_a_single_small_batch():
     assert loss.item() < 0.1
 
 
+def test_lora_adapts_the_llamas_q_and_v_projections_by_their_hf_names():
+    from tinylora.lora import LoraConfig, apply_lora
+    model = Llama(TINY, seed=0)
+    x = ids((2, 6))
+    before = model(x)[0].data.copy()
+    apply_lora(model, LoraConfig(r=2, target_modules=["q_proj", "v_proj"]))
+    logits, loss = model(x, x)
+    np.testing.assert_array_equal(logits.data, before)  # B starts at zero: nothing changes yet
+    loss.backward()
+    trained = {n.split(".adapters")[0] for n, p in model.named_parameters() if p.requires_grad}
+    assert trained == {f"model.layers.{i}.self_attn.{p}_proj" for i in range(2) for p in "qv"}
+
+
 # ---- config ---------------------------------------------------------------------------------
 def test_smollm2_preset_has_the_real_sizes():
     c = LlamaConfig.preset("smollm2-135m")
