@@ -20,6 +20,8 @@ prompt ids (a fixed English text, tokenized and cut to ``--prompt-tokens``):
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import resource
@@ -74,9 +76,6 @@ def load_transformers(path: str):
     """transformers' AutoModelForCausalLM of the same file, float32, in eval mode."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
-    from transformers.utils import logging
-
-    logging.disable_progress_bar()
     folder, kwargs = transformers_source(path)
     if transformers_loader(path) == "from_pretrained":
         return AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, **kwargs).eval()
@@ -86,7 +85,8 @@ def load_transformers(path: str):
     config = AutoConfig.from_pretrained(folder, **kwargs)
     with no_init_weights():  # as from_pretrained: the weights come from the file
         model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    tensors = load_gguf_checkpoint(path, return_tensors=True, model_to_load=model)["tensors"]
+    with contextlib.redirect_stderr(io.StringIO()):  # its progress bar
+        tensors = load_gguf_checkpoint(path, return_tensors=True, model_to_load=model)["tensors"]
     model.load_state_dict({name: t.float() for name, t in tensors.items()}, strict=False)
     model.tie_weights()  # a tied lm_head is not in the file
     return model.eval()
@@ -195,7 +195,8 @@ def _row(name: str, ours, theirs, unit: str, goal: str = "", met: bool | None = 
 def report(label: str, settings: tuple, loads: dict, ours: dict, theirs: dict | None, agree) -> None:
     n_prompt, n_new, n_uncached, runs = settings
     mib, tf = 2 ** 20, theirs or {}
-    print(f"\n{label}: float32, greedy, prompt {n_prompt} tokens; median of {runs} run(s)")
+    print(f"\n{label}: float32, greedy, prompt {n_prompt} tokens; median of {runs} run(s), "
+          "the libraries taking turns")
     print(f"{'measure':<40}{'tinylora':>14}{'transformers':>14}{'ratio':>9}   goal")
     cold, cached, hf_load = (loads[k]["seconds"] if k in loads else None
                              for k in ("cold", "cached", "transformers"))
@@ -229,33 +230,44 @@ def report(label: str, settings: tuple, loads: dict, ours: dict, theirs: dict | 
 
 # ---- running ---------------------------------------------------------------------------------
 def timed(fns: dict, runs: int) -> dict:
-    """Median seconds of each function: ``runs`` runs of the generations (the greedy run before them was
-    their warm-up), at least 5 of the prefill, after one warm-up."""
-    times = median_times({k: fn for k, fn in fns.items() if k != "prefill"}, repeat=runs, warmup=0)
-    return {**times, **median_times({"prefill": fns["prefill"]}, repeat=max(runs, 5), warmup=1)}
+    """{library: {run: median seconds}} of {library: {run: function}}.
+
+    The libraries take turns within one loop (``median_times`` rotates the order each round), so a
+    change in machine load slows both alike: ``runs`` rounds of the generations (the greedy run each
+    library made first was their warm-up), then at least 5 of the prefill after one warm-up.
+    """
+    flat = {(library, name): fn for library, runs_of in fns.items() for name, fn in runs_of.items()}
+    times = median_times({k: fn for k, fn in flat.items() if k[1] != "prefill"}, repeat=runs, warmup=0)
+    prefills = {k: fn for k, fn in flat.items() if k[1] == "prefill"}
+    times |= median_times(prefills, repeat=max(runs, 5), warmup=1)
+    return {library: {name: times[library, name] for name in runs_of} for library, runs_of in fns.items()}
 
 
-def measure_tinylora(source: str, cache_dir: str, settings: tuple):
-    """(rates, greedy new ids, prompt ids) of tinylora's model, loaded from ``cache_dir``."""
+def tinylora_model(source: str, cache_dir: str, n_prompt: int):
+    """(tinylora's model, the prompt ids (1, n_prompt)), loaded through ``cache_dir``."""
     from ..hub import load_pretrained
 
-    n_prompt, n_new, n_uncached, runs = settings
     model, tokenizer = load_pretrained(source, cache_dir=cache_dir)
-    ids = prompt_ids(tokenizer, n_prompt, model.config.vocab_size)
-    fns = tinylora_runs(model, ids, n_new, n_uncached)
-    greedy = fns["decode"]()[0, n_prompt:]
-    times = timed(fns, runs)
-    return rates(times, n_prompt, n_new), greedy, ids
+    return model, prompt_ids(tokenizer, n_prompt, model.config.vocab_size)
 
 
-def measure_transformers(source: str, ids: np.ndarray, settings: tuple, torch):
-    """(rates, greedy new ids) of transformers' model of the same file."""
+def measure(source: str, cache_dir: str, settings: tuple, torch) -> tuple[dict, dict | None, tuple | None]:
+    """(tinylora's rates, transformers' rates or None, (greedy tokens in agreement, compared))."""
     n_prompt, n_new, n_uncached, runs = settings
-    model = load_transformers(source)
-    fns = transformers_runs(model, ids, n_new, n_uncached, torch)
-    greedy = fns["decode"]()[0, n_prompt:].numpy()
+    model, ids = tinylora_model(source, cache_dir, n_prompt)
+    fns = {"tinylora": tinylora_runs(model, ids, n_new, n_uncached)}
+    greedy = {"tinylora": fns["tinylora"]["decode"]()[0, n_prompt:]}
+    if torch:
+        fns["transformers"] = transformers_runs(load_transformers(source), ids, n_new, n_uncached, torch)
+        greedy["transformers"] = fns["transformers"]["decode"]()[0, n_prompt:].numpy()
     times = timed(fns, runs)
-    return rates(times, n_prompt, n_new), greedy
+    ours = rates(times["tinylora"], n_prompt, n_new)
+    if not torch:
+        return ours, None, None
+    ours_ids, their_ids = greedy["tinylora"], greedy["transformers"]
+    n = min(len(ours_ids), len(their_ids))
+    agree = next((i for i in range(n) if ours_ids[i] != their_ids[i]), n)
+    return ours, rates(times["transformers"], n_prompt, n_new), (agree, n)
 
 
 def import_transformers(skip: bool):
@@ -322,12 +334,7 @@ def main(argv=None) -> int:
                 loads["transformers_loader"] = transformers_loader(source)
             except RuntimeError as err:  # a file transformers cannot read: tinylora's column only
                 torch, why_not = None, str(err)
-        ours, greedy, ids = measure_tinylora(source, cache_dir, settings)
-    theirs = agree = None
-    if torch:  # after tinylora's runs: PyTorch's worker threads stay busy a while after its own
-        theirs, their_greedy = measure_transformers(source, ids, settings, torch)
-        n = min(len(greedy), len(their_greedy))
-        agree = (next((i for i in range(n) if greedy[i] != their_greedy[i]), n), n)
+        ours, theirs, agree = measure(source, cache_dir, settings, torch)
     loads["note"] = why_not
     report(f"{os.path.basename(source)}", settings, loads, ours, theirs, agree)
     return 0
