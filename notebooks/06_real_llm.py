@@ -191,7 +191,9 @@ else:
 # written as one printable character. Printable ASCII stands for itself; the other bytes,
 # space and newline among them, move to code points from 256 up. So a space becomes `Ġ`, and
 # `é`, which is two bytes in UTF-8, becomes two characters. Every token of the vocabulary is a
-# string of these characters, and no text is ever out of vocabulary.
+# string of these characters, so a vocabulary holding all 256 bytes can spell any text. SmolLM2's
+# lacks a few, all but two of which never occur in UTF-8 text or are rare control characters;
+# `encode` drops such a byte, as transformers does.
 
 # %%
 table = bytes_to_unicode()
@@ -199,6 +201,8 @@ print("space ->", table[ord(" ")], "  newline ->", table[ord("\n")], "  'é' is 
 if HAVE_MODEL:
     spelled = ["".join(table[b] for b in word.encode("utf-8")) for word in pre_tokens]
     print(spelled)
+    missing = [b for b in range(256) if tokenizer.token_to_id(table[b]) is None]
+    print(f"bytes with no token of their own: {len(missing)} of 256:", " ".join(f"{b:02x}" for b in missing))
 
 # %% [markdown]
 # **Step 3, merges by rank.** Start from single characters. Of all adjacent pairs, join the
