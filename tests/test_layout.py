@@ -34,7 +34,7 @@ LAYER_OF = {name: i for i, names in enumerate(LAYERS) for name in names}
 PUBLIC_NAMES = {
     "tinylora": ["Tensor", "asnumpy", "functional", "get_array_module", "gradcheck",
                  "is_cuda_available", "load_base", "lora", "no_grad", "scatter_add", "to_device",
-                 "__version__"],
+                 "__version__", "load_pretrained"],
     "tinylora.backend": ["asnumpy"],
     "tinylora.bench.common": ["median_time", "training_step", "batch_of_ids"],
     "tinylora.bench.engine": ["main"],
