@@ -339,3 +339,36 @@ def test_help_lists_chat_and_bench_llm(capsys):
     assert "chat" in capsys.readouterr().out
     assert cli.main(["bench", "--help"]) == 0
     assert "llm" in capsys.readouterr().out
+
+
+# ---- the real SmolLM2 (slow: reading the GGUF file takes seconds) -----------------------------
+def smollm2():
+    from .test_gguf_file import SMOLLM2_MISSING, smollm2_path
+
+    path = smollm2_path()
+    if path is None:
+        pytest.skip(SMOLLM2_MISSING)
+    return path
+
+
+@pytest.mark.slow
+def test_the_real_tokenizer_streams_characters_split_across_tokens_whole():
+    from tinylora import gguf_file
+    from tinylora.tokenizers import BPETokenizer
+
+    metadata, _ = gguf_file.read_gguf(smollm2())
+    tokenizer = BPETokenizer.from_gguf_fields(metadata)
+    text = "Les crêpes 🙂 et le thé ✓ 日本語"
+    ids = tokenizer.encode(text)
+    assert any("\ufffd" in tokenizer.decode([i]) for i in ids)  # some character spans two tokens
+    decoder = IncrementalDecoder(tokenizer)
+    pieces = [decoder.push(i) for i in ids] + [decoder.flush()]
+    assert "".join(pieces) == text and not any("\ufffd" in piece for piece in pieces)
+
+
+@pytest.mark.slow
+def test_chat_prompt_with_the_real_smollm2_answers_and_stops_at_the_end_of_its_turn(capsys):
+    smollm2()
+    assert cli.main(["chat", "--prompt", "What is the capital of France?", "--max-new-tokens", "24"]) == 0
+    out = capsys.readouterr().out
+    assert "Paris" in out and "<|im_end|>" not in out and "<|im_start|>" not in out
