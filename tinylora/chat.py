@@ -96,9 +96,10 @@ class IncrementalDecoder:
     """Text of a growing list of token ids, handed out piece by piece.
 
     A byte-level token can end in the middle of a UTF-8 character (an emoji is often 2-4 tokens);
-    decoding it alone gives U+FFFD. So each ``push`` decodes all the ids so far and returns only the
-    new text that is complete, holding back a trailing U+FFFD until the next token completes it;
-    ``flush`` returns whatever is left.
+    decoding it alone gives U+FFFD. So each ``push`` decodes the ids since the last finished line and
+    returns only the new text that is complete, holding back a trailing U+FFFD until the next token
+    completes it; ``flush`` returns whatever is left. (Decoding a window, not every id so far, keeps
+    each step short; it restarts after a newline, as transformers' TextStreamer does.)
 
     >>> class Bytes:
     ...     def decode(self, ids): return bytes(ids.tolist()).decode("utf-8", errors="replace")
@@ -108,21 +109,26 @@ class IncrementalDecoder:
     """
 
     def __init__(self, tokenizer):
-        self.tokenizer, self.ids, self.text = tokenizer, [], ""
+        self.tokenizer, self.text = tokenizer, ""   # text: everything handed out
+        self.window, self.shown = [], ""            # ids since the last newline, and their text handed out
 
     def push(self, token_id: int) -> str:
-        self.ids.append(int(token_id))
-        full = self.tokenizer.decode(np.array(self.ids, dtype=np.int64))
-        stable = full.rstrip("\ufffd")
-        if not stable.startswith(self.text):  # the tokenizer rewrote earlier text: hand out the rest
-            stable = self.text + stable[len(self.text):]
-        piece, self.text = stable[len(self.text):], stable
+        self.window.append(int(token_id))
+        stable = self.tokenizer.decode(np.array(self.window, dtype=np.int64))
+        held = stable != stable.rstrip("\ufffd")
+        stable = stable.rstrip("\ufffd")
+        piece = stable[len(self.shown):] if stable.startswith(self.shown) else ""
+        self.shown += piece
+        self.text += piece
+        if not held and self.shown.endswith("\n"):
+            self.window, self.shown = [], ""
         return piece
 
     def flush(self) -> str:
-        full = self.tokenizer.decode(np.array(self.ids, dtype=np.int64)) if self.ids else ""
-        piece = full[len(self.text):] if full.startswith(self.text) else ""
+        full = self.tokenizer.decode(np.array(self.window, dtype=np.int64)) if self.window else ""
+        piece = full[len(self.shown):] if full.startswith(self.shown) else ""
         self.text += piece
+        self.window, self.shown = [], ""
         return piece
 
 
@@ -239,4 +245,7 @@ def run_repl(session: ChatSession, read=None, out=None, banner: str | None = Non
         elif command.startswith("/") and " " not in command:
             _write(out, f"unknown command {command}; {HELP}\n")
         else:
-            session.reply(line, out)
+            try:
+                session.reply(line, out)
+            except ValueError as err:  # a message too long for the context: say so, keep chatting
+                _write(out, f"error: {err}\n")

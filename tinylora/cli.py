@@ -55,12 +55,15 @@ def _load_pretrained(source: str, device: str = "cpu"):
 
     hub = importlib.import_module("tinylora.hub")
     try:
-        return hub.load_pretrained(source, device=device)
+        model, tokenizer = hub.load_pretrained(source, device=device)
     except ImportError as err:
         message = str(err)
         if "smollm2" in message.lower() and SMOLLM2_HINT not in message:
             message = f"{message}; install the weights with `{SMOLLM2_HINT}`"
         raise ValueError(message) from None
+    if tokenizer is None:
+        raise ValueError(f"{source!r} has no tokenizer (tokenizer.json, or vocab.json + merges.txt)")
+    return model, tokenizer
 
 
 def _generate(args) -> int:
