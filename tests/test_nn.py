@@ -395,3 +395,14 @@ def test_repr_is_a_tree_of_modules():
 def test_bad_constructor_arguments_name_the_argument_and_value(build, error, words):
     with pytest.raises(error, match=words):
         build()
+
+
+def test_no_init_builds_zero_weights_and_restores_random_init_afterwards():
+    from tinylora.nn import init_enabled, no_init
+
+    with no_init():
+        inside = Linear(4, 3, rng=np.random.default_rng(0))
+        assert not init_enabled()
+    after = Linear(4, 3, rng=np.random.default_rng(0))
+    assert float(np.abs(inside.weight.data).sum()) == 0.0 and init_enabled()
+    assert float(np.abs(after.weight.data).sum()) > 0.0

@@ -28,6 +28,7 @@ import numpy as np
 
 from . import gguf_file, quant
 from .io import load_safetensors, save_safetensors
+from .nn import no_init
 
 __all__ = ["KNOWN_MODELS", "load_pretrained", "resolve_source", "default_cache_dir", "source_fingerprint",
            "gguf_weights", "read_safetensors", "read_hf_weights", "gpt2_to_tinylora", "llama_tensor_names"]
@@ -175,7 +176,8 @@ def _build_llama(config_dict: dict, state: dict):
     config = LlamaConfig.from_hf_dict(config_dict)
     if config.tie_word_embeddings:
         state = {k: v for k, v in state.items() if k != "lm_head.weight"}  # the tied copy some files keep
-    model = Llama(config, seed=None)
+    with no_init():  # the weights come from the file
+        model = Llama(config, seed=None)
     model.load_state_dict(state)
     return model
 

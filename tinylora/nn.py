@@ -16,6 +16,8 @@ Parameters are initialised on the host with NumPy; ``module.to("cuda")`` moves t
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
 
 import numpy as np
@@ -26,7 +28,40 @@ from .module import Module, ModuleList, Parameter, Sequential
 from .tensor import Tensor
 
 __all__ = ["Parameter", "Module", "Linear", "Embedding", "LayerNorm", "Dropout", "GELU", "ModuleList",
-           "Sequential"]
+           "Sequential", "no_init", "init_enabled"]
+
+
+# ---- skipping the random init when weights are loaded next ---------------------------------
+_init_enabled = True
+
+
+@contextlib.contextmanager
+def no_init():
+    """Build layers with zero weights instead of random draws: for a model whose weights load next.
+
+    Drawing 135M random numbers takes seconds; ``load_state_dict`` overwrites them anyway.
+
+    >>> with no_init():
+    ...     layer = Linear(4, 3)
+    >>> float(abs(layer.weight.data).sum())
+    0.0
+    """
+    global _init_enabled
+    previous, _init_enabled = _init_enabled, False
+    try:
+        yield
+    finally:
+        _init_enabled = previous
+
+
+def init_enabled() -> bool:
+    """False inside ``no_init()``: models that re-initialise their weights check it too."""
+    return _init_enabled
+
+
+def _draw(draw, shape, dtype):
+    """``draw(size=shape)`` as ``dtype``, or zeros inside ``no_init()``."""
+    return draw(size=shape).astype(dtype) if _init_enabled else np.zeros(shape, dtype=dtype)
 
 
 # ---- argument checks shared by the layers ---------------------------------------------------
@@ -65,8 +100,9 @@ class Linear(Module):
         check_bool("bias", bias, where="Linear")
         rng, dtype = _check_rng("Linear", rng), _check_float_dtype("Linear", dtype)
         bound = 1.0 / math.sqrt(in_features)
-        self.weight = Parameter(rng.uniform(-bound, bound, size=(out_features, in_features)).astype(dtype))
-        self.bias = Parameter(rng.uniform(-bound, bound, size=out_features).astype(dtype)) if bias else None
+        uniform = functools.partial(rng.uniform, -bound, bound)
+        self.weight = Parameter(_draw(uniform, (out_features, in_features), dtype))
+        self.bias = Parameter(_draw(uniform, (out_features,), dtype)) if bias else None
 
     def forward(self, x):
         return F.linear(x, self.weight, self.bias)
@@ -91,7 +127,7 @@ class Embedding(Module):
         self.num_embeddings = _check_size("Embedding", "num_embeddings", num_embeddings)
         self.embedding_dim = _check_size("Embedding", "embedding_dim", embedding_dim)
         rng, dtype = _check_rng("Embedding", rng), _check_float_dtype("Embedding", dtype)
-        self.weight = Parameter(rng.standard_normal((num_embeddings, embedding_dim)).astype(dtype))
+        self.weight = Parameter(_draw(rng.standard_normal, (num_embeddings, embedding_dim), dtype))
 
     def forward(self, ids):
         return F.embedding(ids, self.weight)

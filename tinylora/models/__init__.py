@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 
 from ..io import load_arrays
+from ..nn import no_init
 from .generation import generate
 from .gpt import GPT, GPTConfig
 from .kv_cache import KVCache
@@ -34,7 +35,8 @@ def load_model(path, device: str = "cpu", with_metadata: bool = False):
         raise ValueError(f"{os.fspath(path)!r} holds no known model "
                          f"(model {name!r}; known: {sorted(MODELS)})")
     model_cls, config_cls = MODELS[name]
-    model = model_cls(config_cls(**config), seed=None)
+    with no_init():  # every weight comes from the file
+        model = model_cls(config_cls(**config), seed=None)
     model.load_state_dict(arrays)
     if device != "cpu":
         model.to(device)

@@ -20,7 +20,7 @@ import numpy as np
 
 from .. import functional as F
 from .._validate import check_bool, check_choice, check_int, check_real
-from ..nn import Embedding, Linear, Module, ModuleList, Parameter
+from ..nn import Embedding, Linear, Module, ModuleList, Parameter, init_enabled
 from ..tensor import Tensor
 from .generation import generate
 from .kv_cache import KVCache
@@ -220,7 +220,7 @@ class Llama(Module):
         if config.tie_word_embeddings:  # one Parameter, listed once: as model.embed_tokens.weight
             self.lm_head.weight = self.model.embed_tokens.weight
         for _, p in self.named_parameters():  # HF's init: N(0, 0.02) matrices, norms at one
-            if p.ndim == 2:
+            if p.ndim == 2 and init_enabled():
                 p.data[...] = rng.normal(0.0, 0.02, size=p.shape)
 
     @property
