@@ -376,9 +376,9 @@ plt.show()
 # The GPT gives every head its own keys and values. SmolLM2 has 9 query heads and only 3
 # key/value heads: each group of 3 query heads reads the same keys and values. `k_proj` and
 # `v_proj` shrink, and so does what the KV cache must store for each token: keys and values of
-# shape (batch, KV heads, tokens, head dim), in every layer. We ask the caches themselves for
-# their sizes (`KVCache` allocates its arrays up front; NumPy's zeros are not touched until
-# written, so even the full-context one costs nothing here).
+# shape (batch, KV heads, tokens, head dim), in every layer. We ask one-token caches for their
+# size in bytes (a `KVCache` allocates its arrays up front), then scale to each model's full
+# context.
 
 # %%
 print(f"{H} query heads, {H_kv} key/value heads: {H // H_kv} query heads share each key/value head")
@@ -387,20 +387,22 @@ if HAVE_MODEL:
     for name in ("q_proj", "k_proj", "v_proj", "o_proj"):
         print(f"  {name}.weight {getattr(attention, name).weight.shape}")
 saved = c.num_hidden_layers * 2 * C * (H - H_kv) * hd
-print(f"parameters saved in k_proj and v_proj over {c.num_hidden_layers} layers: {saved:,}")
+print(f"parameters saved in k_proj and v_proj over {c.num_hidden_layers} layers: {saved:,}\n")
 
-caches = {
-    "GPT base (notebook 02)": gpt.new_cache(1),
-    "SmolLM2, 3 KV heads": KVCache(c.num_hidden_layers, 1, H_kv, c.max_position_embeddings, hd),
-    "SmolLM2 if 9 KV heads": KVCache(c.num_hidden_layers, 1, H, c.max_position_embeddings, hd),
+one_token = {  # label -> (a cache for one token, the model's context)
+    "GPT base (notebook 02)": (gpt.new_cache(1, 1), gpt.config.block_size),
+    "SmolLM2, 3 KV heads": (KVCache(c.num_hidden_layers, 1, H_kv, 1, hd), c.max_position_embeddings),
+    "SmolLM2 if 9 KV heads": (KVCache(c.num_hidden_layers, 1, H, 1, hd), c.max_position_embeddings),
 }
-sizes = {label: sum(a.nbytes for a in cache.keys + cache.values) for label, cache in caches.items()}
-for label, cache in caches.items():
-    print(f"{label:24s} {cache.max_len:>5} tokens: {sizes[label] / 2**20:8.1f} MiB, "
-          f"{sizes[label] // cache.max_len:>7,} bytes a token")
+full = {}
+for label, (cache, context) in one_token.items():
+    per_token = sum(a.nbytes for a in cache.keys + cache.values)
+    full[label] = per_token * context
+    mib = full[label] / 2**20
+    print(f"{label:24s} {per_token:>7,} bytes a token x {context:>5,} tokens = {mib:6.1f} MiB")
 weights = 4 * from_config
-print(f"SmolLM2's full-context cache is {sizes['SmolLM2, 3 KV heads'] / weights:.0%} of its float32 weights; "
-      f"with 9 KV heads it would be {sizes['SmolLM2 if 9 KV heads'] / weights:.0%}")
+print(f"SmolLM2's full-context cache is {full['SmolLM2, 3 KV heads'] / weights:.0%} of its float32 weights; "
+      f"with 9 KV heads it would be {full['SmolLM2 if 9 KV heads'] / weights:.0%}")
 
 # %% [markdown]
 # GQA saves parameters, but the cache is where it matters: the cache grows with every token
