@@ -309,3 +309,16 @@ def test_smollm2_greedy_decoding_with_the_cache_equals_it_without(smollm2):
     prompt = np.load(FIXTURE)["ids"][None]
     cached = smollm2.generate(prompt, 8, temperature=0)
     np.testing.assert_array_equal(cached, smollm2.generate(prompt, 8, temperature=0, use_cache=False))
+
+
+GREEDY = os.path.join(os.path.dirname(__file__), "fixtures", "smollm2_greedy.json")
+
+
+@pytest.mark.parametrize("case", range(3))
+def test_smollm2_greedy_reply_equals_transformers_greedy_generate_for_32_tokens(smollm2, case):
+    """Reference: transformers' greedy model.generate, 32 tokens (tests/fixtures/make_smollm2_greedy.py)."""
+    import json
+    reference = json.load(open(GREEDY))["cases"][case]
+    prompt = np.asarray(reference["ids"], dtype=np.int64)[None]
+    out = smollm2.generate(prompt, 32, temperature=0, eos_token_id=2)  # 2 = <|im_end|>, as transformers stops
+    assert out[0, prompt.shape[1]:].tolist() == reference["new_ids"]
