@@ -53,6 +53,7 @@ from tinylora.models.llama import LlamaConfig
 from tinylora.pretrained import load_base
 from tinylora.quant import BLOCK_LAYOUTS
 from tinylora.tokenizers import bytes_to_unicode
+from tinylora.tokenizers.bpe import merge_pair
 
 FAST = os.environ.get("TINYLORA_FAST") == "1"
 NEW_TOKENS = 4 if FAST else 32          # tokens decoded in the timing of section 4
@@ -223,15 +224,7 @@ if HAVE_MODEL:
         if not ranked:
             break
         best = min(ranked, key=tokenizer.ranks.get)
-        merged, i = [], 0
-        while i < len(parts):              # join every occurrence of best, left to right
-            if i + 1 < len(parts) and (parts[i], parts[i + 1]) == best:
-                merged.append(parts[i] + parts[i + 1])
-                i += 2
-            else:
-                merged.append(parts[i])
-                i += 1
-        parts = merged
+        parts = merge_pair(parts, best)    # join every occurrence of best, left to right
         print(f"merge rank {tokenizer.ranks[best]:>6}: {best[0]!r} + {best[1]!r} -> {parts}")
 else:
     print(SKIP)

@@ -12,7 +12,8 @@ from .._validate import check_path, is_int
 from ..backend import asnumpy
 from .char import _read_json
 
-__all__ = ["BPETokenizer", "bytes_to_unicode", "GPT2_SPLIT", "LLAMA3_SPLIT", "QWEN2_SPLIT", "GGUF_PRE_SPLITS"]
+__all__ = ["BPETokenizer", "bytes_to_unicode", "merge_pair", "GPT2_SPLIT", "LLAMA3_SPLIT", "QWEN2_SPLIT",
+           "GGUF_PRE_SPLITS"]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -93,11 +94,11 @@ def _bpe(word: str, ranks: dict[tuple[str, str], int]) -> list[str]:
         best = min(pairs, key=lambda pair: ranks.get(pair, float("inf")))
         if best not in ranks:
             break
-        parts = _merge_pair(parts, best)
+        parts = merge_pair(parts, best)
     return parts
 
 
-def _merge_pair(parts: list[str], pair: tuple[str, str]) -> list[str]:
+def merge_pair(parts: list[str], pair: tuple[str, str]) -> list[str]:
     """``parts`` with every non-overlapping occurrence of ``pair``, left to right, joined into one piece."""
     merged, i = [], 0
     while i < len(parts):
