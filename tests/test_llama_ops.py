@@ -11,6 +11,8 @@ import tinylora.functional as F
 from tinylora import Tensor, asnumpy, gradcheck
 from tinylora.llama_ops import rope_tables
 
+from .torch_compare import compare
+
 
 def host(t):
     return asnumpy(t.data if isinstance(t, Tensor) else t)
@@ -127,30 +129,17 @@ def test_bad_input_is_refused_naming_the_argument(call, error, message):
 
 
 # ---- PyTorch / transformers references (float64) -------------------------------------------
-def _compare(ours, theirs, *arrays, rtol=1e-10, atol=1e-12):
-    torch = pytest.importorskip("torch")
-    mine = [Tensor(a.copy(), requires_grad=True) for a in arrays]
-    ref = [torch.tensor(a, requires_grad=True) for a in arrays]
-    out, expected = ours(*mine), theirs(*ref)
-    np.testing.assert_allclose(out.data, expected.detach().numpy(), rtol=rtol, atol=atol)
-    upstream = np.random.default_rng(1).uniform(0.5, 1.5, size=out.shape)
-    out.backward(upstream)
-    expected.backward(torch.tensor(upstream))
-    for i, (m, r) in enumerate(zip(mine, ref)):
-        np.testing.assert_allclose(m.grad, r.grad.numpy(), rtol=rtol, atol=atol, err_msg=f"input {i}")
-
-
 def test_rms_norm_matches_torch(rng):
     torch = pytest.importorskip("torch")
-    _compare(lambda x, w: F.rms_norm(x, w, eps=1e-6),
+    compare(lambda x, w: F.rms_norm(x, w, eps=1e-6),
              lambda x, w: torch.nn.functional.rms_norm(x, (5,), w, eps=1e-6),
              rng.normal(size=(2, 3, 5)), rng.normal(size=5))
 
 
 def test_silu_and_swiglu_match_torch(rng):
     torch = pytest.importorskip("torch")
-    _compare(F.silu, torch.nn.functional.silu, rng.normal(size=(3, 4)) * 4)
-    _compare(F.swiglu, lambda a, b: torch.nn.functional.silu(a) * b,
+    compare(F.silu, torch.nn.functional.silu, rng.normal(size=(3, 4)) * 4)
+    compare(F.swiglu, lambda a, b: torch.nn.functional.silu(a) * b,
              rng.normal(size=(3, 4)) * 4, rng.normal(size=(3, 4)))
 
 
@@ -169,7 +158,7 @@ def test_rope_matches_transformers_apply_rotary_pos_emb(rng, theta):
         return llama.apply_rotary_pos_emb(t, t, cos, sin)[0]
     # Both build float32 angle tables; torch's float32 pow and cos differ from the correctly
     # rounded ones by an ulp now and then, so the float64 results agree to float32 rounding.
-    _compare(lambda t: F.rope(t, offset=7, theta=theta), theirs, x, rtol=1e-6, atol=1e-6)
+    compare(lambda t: F.rope(t, offset=7, theta=theta), theirs, x, rtol=1e-6, atol=1e-6)
 
 
 def test_rope_tables_match_transformers_to_float32_rounding():

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import platform
+import resource
 import statistics
 import sys
 import time
@@ -15,6 +16,19 @@ import time
 import numpy as np
 
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def peak_rss_bytes() -> int:
+    """This process's peak resident memory.
+
+    Linux: VmHWM, since ru_maxrss keeps the parent's peak across exec; ru_maxrss elsewhere.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
+    except (OSError, StopIteration):
+        scale = 1 if sys.platform == "darwin" else 1024  # macOS reports bytes, others KiB
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
 
 
 def batch_of_ids(config, batch: int, seed: int = 0):

@@ -24,7 +24,6 @@ import contextlib
 import io
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -32,7 +31,7 @@ import time
 
 import numpy as np
 
-from .common import environment_report, median_times
+from .common import environment_report, median_times, peak_rss_bytes
 from .gpt import _limit_threads, _print_load
 
 GOALS = {"decode": 1.0, "cached load": 3.0, "cold load": 30.0}  # x transformers' tok/s; seconds; seconds
@@ -135,16 +134,6 @@ def rates(times: dict, n_prompt: int, n_new: int) -> dict:
 
 
 # ---- fresh processes: load time and peak memory ----------------------------------------------
-def peak_rss_bytes() -> int:
-    """This process's peak resident memory: VmHWM on Linux (ru_maxrss elsewhere)."""
-    try:
-        with open("/proc/self/status") as f:
-            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
-    except (OSError, StopIteration):
-        scale = 1 if sys.platform == "darwin" else 1024  # macOS reports bytes, others KiB
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
-
-
 def load_child(library: str, source: str, cache_dir: str | None, n_prompt: int, threads: int) -> dict:
     """Run in a fresh process: seconds to load, then the peak RSS after a few greedy tokens."""
     _limit_threads(threads)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -28,7 +27,7 @@ from .. import lora
 from ..io import save_model
 from ..models.gpt import GPT, GPTConfig
 from ..tensor import no_grad
-from .common import batch_of_ids, environment_report, median_times, training_step
+from .common import batch_of_ids, environment_report, median_times, peak_rss_bytes, training_step
 
 TARGETS = {"train step": 0.75, "merged inference": 1.02, "training bytes": 0.30}
 LORA = dict(r=8, lora_alpha=16, target_modules=("q_proj", "v_proj"))
@@ -138,30 +137,17 @@ def file_sizes(config) -> dict:
 
 
 # ---- peak memory, one subprocess per mode ---------------------------------------------------
-def _peak_rss_bytes() -> int:
-    """This process's peak resident memory.
-
-    Linux: VmHWM, since ru_maxrss keeps the parent's peak across exec.
-    """
-    try:
-        with open("/proc/self/status") as f:
-            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
-    except (OSError, StopIteration):
-        scale = 1 if sys.platform == "darwin" else 1024  # macOS reports bytes, others KiB
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
-
-
 def peak_memory_child(case: str, mode: str, steps: int) -> dict:
     """Run in a fresh process: peak RSS after ``steps`` training steps, the RSS before the model was
     built, and the peak of memory traced by tracemalloc (NumPy's arrays included) during the steps."""
     _, config, batch = CASES[case]
-    before = _peak_rss_bytes()
+    before = peak_rss_bytes()
     tracemalloc.start()
     x, y = batch_of_ids(config, batch)
     step, _ = training_step(make_model(config, mode), x, y)
     for _ in range(steps):
         step()
-    return {"before": before, "peak": _peak_rss_bytes(), "traced": tracemalloc.get_traced_memory()[1]}
+    return {"before": before, "peak": peak_rss_bytes(), "traced": tracemalloc.get_traced_memory()[1]}
 
 
 def peak_memory(case: str, steps: int) -> dict:
