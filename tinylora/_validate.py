@@ -23,8 +23,10 @@ import os
 
 import numpy as np
 
+from .backend import get_array_module
+
 __all__ = ["check_int", "check_real", "check_probability", "check_bool", "check_choice", "check_path",
-           "check_float_dtype", "is_int", "is_real"]
+           "check_float_dtype", "check_loaded_array", "is_int", "is_real"]
 
 
 def _prefix(where: str) -> str:
@@ -126,3 +128,27 @@ def check_float_dtype(name: str, dtype, *, where: str = "") -> np.dtype:
     if dtype.kind != "f":
         raise TypeError(f"{_prefix(where)}{name} must be a floating dtype such as np.float32, got {dtype}")
     return dtype
+
+
+def check_loaded_array(name: str, array, *, where: str = ""):
+    """An array read from a file or a state dict: real numbers (bool, int or float dtype), all finite.
+
+    Complex, object and string arrays raise ``TypeError``; NaN or inf raise ``ValueError`` naming the
+    tensor and how many entries are bad. Works on NumPy and CuPy arrays alike; returns the array.
+
+    >>> check_loaded_array("lm_head.weight", np.array([1.0, np.nan], dtype=np.float32))
+    Traceback (most recent call last):
+    ...
+    ValueError: lm_head.weight holds 1 non-finite value (NaN or inf) of 2; refusing to load it
+    """
+    kind = getattr(getattr(array, "dtype", None), "kind", None)
+    if kind not in ("b", "i", "u", "f"):
+        raise TypeError(f"{_prefix(where)}{name} must be an array of real numbers (bool, int or float), "
+                        f"got dtype {getattr(array, 'dtype', type(array).__name__)}")
+    if kind == "f":
+        bad = int((~get_array_module(array).isfinite(array)).sum())
+        if bad:
+            raise ValueError(f"{_prefix(where)}{name} holds {bad} non-finite value{'s' * (bad != 1)} "
+                             f"(NaN or inf) of {array.size}; refusing to load it")
+    return array
+
