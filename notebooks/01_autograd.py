@@ -137,10 +137,14 @@ print("x.grad =", x.grad, "   analytic:", f_prime(2.0))
 #
 # A picture makes the record concrete. The helpers below walk `parents` from the output,
 # give each node a *depth* (inputs at depth 0, every op one more than its deepest input) and
-# lay the nodes out left to right by depth. The op's name is `op_name`, the name of the
-# function whose backward made the node (e.g. `"__mul__"` → `×`; `None` for an input). Note
-# that we draw **before** calling `backward()`: by default `backward()` releases the graph to
-# free memory.
+# lay the nodes out left to right by depth. Within a column, each node is placed at the mean
+# height of its neighbours in the column before (and then after), a few sweeps back and
+# forth, which keeps edges from crossing; `crossing_edges` counts the crossings that remain.
+# An op that uses the same input twice, such as `x * x`, has that input twice in its
+# `parents`, so it gets two arrows, bent apart so that both can be seen. The op's name is
+# `op_name`, the name of the function whose backward made the node (e.g. `"__mul__"` → `×`;
+# `None` for an input). Note that we draw **before** calling `backward()`: by default
+# `backward()` releases the graph to free memory.
 
 # %%
 OP_SYMBOLS = {"__add__": "+", "__sub__": "−", "__mul__": "×", "__truediv__": "÷",
@@ -165,31 +169,62 @@ def graph_nodes(root):
     return list(depth.values())
 
 
-def draw_graph(root, names, ax, title=""):
-    """Nodes laid out by depth, arrows from each input to the op that uses it."""
-    nodes = graph_nodes(root)
+def layout(nodes, sweeps=4):
+    """(depth, height) per node id. Columns by depth; within a column, nodes are ordered by the mean
+    height of their neighbours in the column before (then after), which uncrosses most edges."""
     columns = {}
     for node, d in nodes:
         columns.setdefault(d, []).append(node)
-    position = {}
-    for d, column in columns.items():
-        for i, node in enumerate(column):
-            position[id(node)] = (d, i - (len(column) - 1) / 2)
+    users = {}
     for node, _ in nodes:
         for parent in node.parents:
-            ax.annotate("", xy=position[id(node)], xytext=position[id(parent)],
-                        arrowprops=dict(arrowstyle="->", color="grey", shrinkA=18, shrinkB=18))
+            users.setdefault(id(parent), []).append(node)
+    height = {id(n): i - (len(c) - 1) / 2 for c in columns.values() for i, n in enumerate(c)}
+    for sweep in range(sweeps):
+        forward = sweep % 2 == 0                    # left to right: look at parents; then back: at users
+        for d in sorted(columns, reverse=not forward):
+            def mean_neighbour(n):
+                near = n.parents if forward else users.get(id(n), [])
+                return np.mean([height[id(m)] for m in near]) if near else height[id(n)]
+            column = columns[d] = sorted(columns[d], key=mean_neighbour)
+            height.update({id(n): i - (len(column) - 1) / 2 for i, n in enumerate(column)})
+    return {id(n): (d, height[id(n)]) for n, d in nodes}
+
+
+def draw_graph(root, names, ax, title=""):
+    """Nodes laid out by depth, arrows from each input to the op that uses it. An input used twice
+    by one op (x · x) gets two arrows, bent apart so that both show."""
+    nodes = graph_nodes(root)
+    position = layout(nodes)
+    for node, _ in nodes:
+        for parent in set(node.parents):
+            n_edges = sum(p is parent for p in node.parents)
+            for k in range(n_edges):
+                bend = 0.35 * (k - (n_edges - 1) / 2)   # 0 for a single edge; ±0.17 for two
+                ax.annotate("", xy=position[id(node)], xytext=position[id(parent)],
+                            arrowprops=dict(arrowstyle="->", color="grey", shrinkA=18, shrinkB=18,
+                                            connectionstyle=f"arc3,rad={bend}"))
     for node, _ in nodes:
         value = f"{node.item():.3g}" if node.size == 1 else f"shape {node.shape}"
         name = names.get(id(node), op_label(node))
         colour = "#cfe8ff" if node.op_name is None else "#ffe3b3"
         ax.text(*position[id(node)], f"{name}\n{value}", ha="center", va="center", fontsize=9,
                 bbox=dict(boxstyle="round", fc=colour, ec="black"))
-    ax.set_xlim(-0.6, max(columns) + 0.6)
-    tallest = max(len(c) for c in columns.values())
-    ax.set_ylim(-tallest / 2 - 0.3, tallest / 2 + 0.3)
+    depths = [p[0] for p in position.values()]
+    heights = [p[1] for p in position.values()]
+    ax.set_xlim(-0.6, max(depths) + 0.6)
+    ax.set_ylim(min(heights) - 0.8, max(heights) + 0.8)
     ax.set_title(title)
     ax.axis("off")
+
+
+def crossing_edges(root, sweeps=4):
+    """Pairs of edges between the same two columns whose ends are in opposite order: they cross."""
+    nodes = graph_nodes(root)
+    position = layout(nodes, sweeps)
+    edges = [(position[id(p)], position[id(n)]) for n, _ in nodes for p in n.parents]
+    return sum(1 for i, (a, b) in enumerate(edges) for c, e in edges[i + 1:]
+               if a[0] == c[0] and b[0] == e[0] and (a[1] - c[1]) * (b[1] - e[1]) < 0)
 
 
 # %%
@@ -205,6 +240,9 @@ fig, axes = plt.subplots(1, 2, figsize=(11, 3.2))
 draw_graph(out, {id(a): "a", id(b): "b", id(c): "c"}, axes[0], "out = tanh(a·b + c)")
 draw_graph(y, {id(x): "x"}, axes[1], "y = x · x · sin(x): x is used three times")
 plt.show()
+x_squared = y.parents[0]                              # the node x · x
+print(f"arrows from x into x·x: {sum(p is x for p in x_squared.parents)} (drawn bent apart); "
+      f"crossing edges: {crossing_edges(out)} and {crossing_edges(y)}")
 
 # %%
 import importlib.util
@@ -259,6 +297,8 @@ y = left * right                      # ... that meet again
 fig, ax = plt.subplots(figsize=(5.5, 2.4))
 draw_graph(y, {id(x): "x"}, ax, "a diamond: two paths from x to y")
 plt.show()
+print(f"crossing edges: {crossing_edges(y)} (nodes in the order they were found, without the sweeps: "
+      f"{crossing_edges(y, sweeps=0)})")
 
 via_left = right.item() * 3           # dy/dleft · dleft/dx
 via_right = left.item() * 2 * 2.0     # dy/dright · dright/dx
