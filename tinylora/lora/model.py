@@ -13,22 +13,24 @@ import numpy as np
 
 from .._validate import check_choice
 from ..backend import asnumpy
-from ..nn import Linear, Module
+from ..nn import Embedding, Linear, Module
 from .config import BIAS_CHOICES, LoraConfig
+from .embedding import LORA_LAYER_TYPES, LoraEmbedding, check_embedding_targets, layer_shape, lora_layer_for
 from .layer import LoraLinear
 from .variants import variant_for
 
 
 # ---- finding and wrapping layers ----------------------------------------------------------------
-def lora_layers(model: Module) -> list[tuple[str, LoraLinear]]:
-    """(name, LoraLinear) for every adapted layer of ``model``."""
-    return [(n, m) for n, m in model.named_modules() if isinstance(m, LoraLinear)]
+def lora_layers(model: Module) -> list[tuple[str, LoraLinear | LoraEmbedding]]:
+    """(name, LoraLinear or LoraEmbedding) for every adapted layer of ``model``."""
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, LORA_LAYER_TYPES)]
 
 
-def _linear_names(model: Module) -> list[str]:
-    """Names of the Linear layers LoRA could adapt (a LoraLinear counts; the Linear inside it does not)."""
-    return [n for n, m in model.named_modules()
-            if isinstance(m, LoraLinear) or (isinstance(m, Linear) and not n.endswith(".base_layer"))]
+def _linear_names(model: Module, embeddings: bool = False) -> list[str]:
+    """Names of the Linear layers LoRA could adapt (a LoraLinear counts; the Linear inside it does not),
+    and of the Embedding layers too when ``embeddings`` (they are adapted only when named)."""
+    kinds = (Linear, LoraLinear, Embedding, LoraEmbedding) if embeddings else (Linear, LoraLinear)
+    return [n for n, m in model.named_modules() if isinstance(m, kinds) and not n.endswith(".base_layer")]
 
 
 def _matches(name: str, target_modules) -> bool:
@@ -47,16 +49,18 @@ def find_targets(model: Module, config: LoraConfig) -> list[str]:
     >>> find_targets(GPT(GPTConfig.preset("nano")), LoraConfig(r=2, target_modules=["q_proj"]))
     ['blocks.0.attn.q_proj', 'blocks.1.attn.q_proj']
     """
-    names = _linear_names(model)
+    names = _linear_names(model, embeddings=config.target_modules != "all-linear")
     targets = [n for n in names if _matches(n, config.target_modules)]
     if not targets:
-        suffixes = sorted({n.split(".")[-1] for n in names})
-        raise ValueError(f"target_modules {config.target_modules!r} matched no Linear layer of this "
-                         f"{type(model).__name__}. Valid names are the suffixes {suffixes}, any full name "
-                         f"such as {names[0]!r}, a regex over full names, or 'all-linear'")
+        linear = set(_linear_names(model))
+        suffixes = sorted({n.split(".")[-1] for n in linear})
+        tables = sorted({n.split(".")[-1] for n in names if n not in linear})
+        raise ValueError(f"target_modules {config.target_modules!r} matched no Linear or Embedding layer of "
+                         f"this {type(model).__name__}. Valid names are the suffixes {suffixes} (and the "
+                         f"Embedding suffixes {tables}), any full name such as {names[0]!r}, a regex over "
+                         "full names, or 'all-linear'")
     for n in targets:
-        layer = model.get_submodule(n)
-        out_f, in_f = layer.out_features, layer.in_features
+        out_f, in_f = layer_shape(model.get_submodule(n))
         if config.r > min(in_f, out_f):
             raise ValueError(f"r={config.r} is larger than min(in, out) = {min(in_f, out_f)} of layer {n!r} "
                              f"(out x in = {out_f}x{in_f}); a rank cannot exceed the matrix's smaller side")
@@ -68,7 +72,7 @@ def find_targets(model: Module, config: LoraConfig) -> list[str]:
 def _check_can_add(model: Module, targets: list[str], adapter_name: str, config: LoraConfig) -> None:
     for n in targets:
         layer = model.get_submodule(n)
-        if not isinstance(layer, LoraLinear):
+        if not isinstance(layer, LORA_LAYER_TYPES):
             continue
         if adapter_name in layer.adapters:
             raise ValueError(f"layer {n!r} already has an adapter named {adapter_name!r}; choose another "
@@ -96,13 +100,12 @@ def add_adapter(model: Module, adapter_name: str, config: LoraConfig, *,
         raise ValueError(f"adapter_name must be a Python identifier such as 'default', got {adapter_name!r}")
     targets = find_targets(model, config) if targets is None else targets
     _check_can_add(model, targets, adapter_name, config)
+    check_embedding_targets(model, targets, config)
     active = active_adapter(model) or adapter_name
     rng = np.random.default_rng(config.seed)
     for n in targets:
-        layer = model.get_submodule(n)
-        if not isinstance(layer, LoraLinear):
-            layer = LoraLinear(layer)
-            model.set_submodule(n, layer)
+        layer = lora_layer_for(model.get_submodule(n))
+        model.set_submodule(n, layer)
         layer.add_adapter(adapter_name, config, rng)
     set_adapter(model, active)
     return model
@@ -170,7 +173,7 @@ def mark_only_lora_as_trainable(model: Module, bias: str = "none") -> None:
     for _, layer in lora_layers(model):
         if layer.active_adapter is not None:
             layer.adapters[layer.active_adapter].requires_grad_(True)
-        if bias == "lora_only" and layer.base_layer.bias is not None:
+        if bias == "lora_only" and getattr(layer.base_layer, "bias", None) is not None:  # Embedding: none
             layer.base_layer.bias.requires_grad = True
 
 
