@@ -16,10 +16,10 @@ PACKAGE = ROOT / "tinylora"
 
 # The layers, lowest first. A module may import from its own layer or a lower one, never a higher.
 LAYERS = [
-    {"_validate", "backend", "host_memory", "quant"},
+    {"_validate", "backend", "host_memory", "quant", "nf4"},
     {"tensor"},
-    {"_op_checks", "array_ops", "functional", "gradcheck", "io", "llama_ops", "gguf_file"},
-    {"module", "nn", "optim"},
+    {"_op_checks", "array_ops", "functional", "gradcheck", "io", "llama_ops", "gguf_file", "quant_ops"},
+    {"module", "nn", "optim", "memory"},
     {"tokenizers", "corpora", "data"},
     {"models", "lora", "gpt", "checkpoint"},  # gpt.py and checkpoint.py: re-export shims for old imports
     {"train", "pretrained", "hub"},

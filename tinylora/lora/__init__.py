@@ -18,11 +18,14 @@ One idea per file, imports flowing one way (variants ← config ← layer ← mo
 - ``config.py``: ``LoraConfig``;
 - ``variants.py``: rsLoRA's scaling α / √r, DoRA and PiSSA, each one object with hooks;
 - ``layer.py``: ``LoraLinear``, the frozen Linear and its adapters, h = W0·x + b + s·B·(A·x);
+- ``embedding.py``: ``LoraEmbedding``, LoRA on a lookup table (loralib's convention: A starts at zero);
 - ``model.py``: finding the target layers, adding, switching, merging and removing adapters,
   counting parameters, and LoRA+'s optimizer groups (B gets a larger learning rate);
-- ``io.py``: ``save_adapter`` / ``load_adapter``, PEFT's file layout.
+- ``io.py``: ``save_adapter`` / ``load_adapter``, PEFT's file layout;
+- ``qlora.py``: ``quantize_base``, QLoRA's 4-bit frozen base (NF4) under float32 adapters.
 """
 from .config import LoraConfig
+from .embedding import LoraEmbedding
 from .io import ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME, load_adapter, save_adapter
 from .layer import LoraAdapter, LoRALinear, LoraLinear
 from .model import (
@@ -45,14 +48,16 @@ from .model import (
     unload,
     unmerge_lora,
 )
+from .qlora import Embedding4bit, Linear4bit, dequantize_base, is_quantized, quantize_base
 from .variants import DoraVariant, LoraVariant, PissaVariant, lora_scaling
 
 __all__ = [
-    "LoraConfig", "LoraLinear", "LoRALinear", "LoraAdapter",
+    "LoraConfig", "LoraLinear", "LoRALinear", "LoraAdapter", "LoraEmbedding",
     "LoraVariant", "DoraVariant", "PissaVariant", "lora_scaling",
     "apply_lora", "add_adapter", "set_adapter", "active_adapter", "adapter_names", "delete_adapter",
     "disable_adapters", "mark_only_lora_as_trainable", "find_targets", "lora_layers",
     "merge_lora", "unmerge_lora", "merge_and_unload", "unload", "get_delta_weights",
     "count_parameters", "print_trainable_parameters", "lora_plus_param_groups",
     "save_adapter", "load_adapter", "ADAPTER_CONFIG_NAME", "ADAPTER_WEIGHTS_NAME",
+    "quantize_base", "dequantize_base", "is_quantized", "Linear4bit", "Embedding4bit",
 ]

@@ -1,8 +1,7 @@
 """The LoRA layer: a frozen Linear plus adapters, h = W0·x + b + s·B·(A·x).
 
-``base_layer`` is the frozen Linear and ``W0`` its weight array (out, in); an adapter holds
-A (r, in) and B (out, r). B starts at zero, so a fresh adapter changes nothing; A starts random,
-so B's first gradient is not zero and training can begin (were both zero, neither would move).
+``base_layer`` is the frozen Linear, ``W0`` its weight (out, in); an adapter holds A (r, in) and B (out, r).
+B starts at zero, so a fresh adapter changes nothing; A random, so B's first gradient is not zero.
 """
 from __future__ import annotations
 
@@ -13,6 +12,7 @@ import numpy as np
 from .. import functional as F
 from ..backend import to_device
 from ..nn import Dropout, Linear, Module, Parameter
+from ..quant_ops import lora_linear_4bit
 from ..tensor import Tensor
 from .config import LoraConfig
 from .variants import LoraVariant, variant_for
@@ -140,12 +140,12 @@ class LoraLinear(Module):
         return F.linear(Ax * adapter.scaling, adapter.lora_B)                    # (..., out)
 
     def fused_forward(self, x, adapter: LoraAdapter) -> Tensor:
-        """The same h as ``plain_forward`` (to rounding) in one op, F.lora_linear: W = W0 + s·B·A is formed
-        on the fly (out·r·in multiply-adds, few next to rows·out·in), then x·Wᵀ + b is one GEMM forward and
-        g·W one for x's gradient, as in a plain Linear; the step-by-step formula makes three products forward
-        and more in backward, and keeps A·x alive for it."""
+        """The same h as ``plain_forward`` (to rounding) in one op, F.lora_linear: W = W0 + s·B·A formed on
+        the fly (out·r·in multiply-adds), then one GEMM forward and one for x's gradient, as in a Linear (the
+        formula step by step makes three). A 4-bit W0 (qlora.py): lora_linear_4bit, W a chunk at a time."""
         base = self.base_layer
-        return F.lora_linear(x, base.weight, base.bias, adapter.lora_A, adapter.lora_B, adapter.scaling)
+        op = F.lora_linear if isinstance(base.weight, Tensor) else lora_linear_4bit  # else an NF4Weight
+        return op(x, base.weight, base.bias, adapter.lora_A, adapter.lora_B, adapter.scaling)
 
     def base_forward(self, x) -> Tensor:
         """W0·x + b, the layer without its update (PiSSA's variant adds back what it moved out of W0)."""
