@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import NullLocator
 
 from ..io import atomic_writer
-from .summary import _fmt
+from .summary import _diverged_note, _fmt
 
 LOSS_LABEL = "held-out loss (nats per character)"
 
@@ -67,9 +67,12 @@ def _reference_lines(ax, full: dict | None, base: float | None, key: str = "mean
         line(base, color="0.4", linestyle=":", label=f"frozen base model ({_fmt(base, 3)})")
 
 
-def _seed_note(rows: list[dict]) -> str:
+def _seed_note(rows: list[dict], all_rows: list[dict] | None = None) -> str:
+    """How many seeds each point pools, and which runs diverged (``all_rows``: every row of the task)."""
     n = max((r["n_seeds"] for r in rows), default=1)
-    return f"Points are means over {n} seeds; bars span min–max." if n > 1 else "One seed per point."
+    note = f"Points are means over {n} seeds; bars span min–max." if n > 1 else "One seed per point."
+    diverged = _diverged_note(all_rows or rows)
+    return f"{note} {diverged}" if diverged else note
 
 
 

@@ -2,7 +2,8 @@
 
 Anyone holding a results file can regenerate every figure: nothing here reads a model or a
 checkpoint. Each figure is drawn only when its data is present; a missing field (an older or
-partial run) raises ``MissingData``, and ``plot_all`` skips that figure with a note.
+partial run) raises ``MissingData``, and ``plot_all`` skips that figure with a note. Diverged
+runs are not drawn; the captions name them, and ``plot_all`` says how many there are.
 """
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ from .drawing import (
     _seed_note,
     _some_ticks,
 )
-from .results import FIGURES_DIR, TASKS, load_results
+from .folder import check_writable_folder
+from .results import FIGURES_DIR, TASKS, is_diverged, load_results
 from .summary import (
     MissingData,
     _base_loss,
@@ -66,7 +68,8 @@ def figure_domain_metric_vs_rank(results: list[dict]) -> Figure:
     full, base = _full_row(rows, "domain"), _base_loss(_task_runs(results, "domain"))
     lora_rows = [r for c in series.values() for r in c]
     has_accuracy = any(r["accuracy"] is not None for r in lora_rows)
-    caption = (f"{_seed_note(lora_rows)} Lower is better. Dashed: full fine-tuning (every weight trained); "
+    seeds = _seed_note(lora_rows, rows)
+    caption = (f"{seeds} Lower is better. Dashed: full fine-tuning (every weight trained); "
                "dotted: the frozen base model before fine-tuning. The gap between them is what LoRA can "
                "recover.")
     fig, axes = _figure("Domain adaptation: held-out loss vs LoRA rank", caption,
@@ -279,7 +282,8 @@ def figure_planted_knee(results: list[dict]) -> Figure:
     series = _required_lora_series(rows, "planted")
     full, k_star = _full_row(rows, "planted"), _k_star(_task_runs(results, "planted"))
     lora_rows = [r for c in series.values() for r in c]
-    caption = (f"A rank-k* change ΔW* was planted in the target layers. {_seed_note(lora_rows)} Relative "
+    seeds = _seed_note(lora_rows, rows)
+    caption = (f"A rank-k* change ΔW* was planted in the target layers. {seeds} Relative "
                "error 1 = no better than the un-adapted model, 0 = perfect. The error should fall steeply "
                "until r reaches k* and then flatten near full fine-tuning's floor (dashed).")
     fig, axes = _figure("Recovering a planted rank-k* update: error vs LoRA rank", caption)
@@ -324,7 +328,8 @@ def figure_budget(results: list[dict]) -> Figure:
     labels = [f"{r['targets']}  r={r['rank']}  ({_fmt_int(r['trainable_params'])} params)" for r in rows]
     means = np.array([r["mean"] for r in rows])
     spread = np.array([[r["mean"] - r["min"], r["max"] - r["mean"]] for r in rows]).T
-    caption = (f"Each bar is one choice of adapted layers and rank (budget task). {_seed_note(rows)} "
+    seeds = _seed_note(rows, all_rows)
+    caption = (f"Each bar is one choice of adapted layers and rank (budget task). {seeds} "
                "Shorter bars are better. Dashed: full fine-tuning; dotted: the frozen base model.")
     fig, axes = _figure("Where to spend a parameter budget: which layers, what rank?", caption, width=8.0,
                         height=max(3.6, 1.6 + 0.38 * len(rows)))
@@ -348,7 +353,8 @@ def figure_scaling(results: list[dict]) -> Figure:
     rows = summarize(_task_runs(results, "scaling"))
     series = _required_lora_series(rows, "scaling")
     lora_rows = [r for c in series.values() for r in c]
-    caption = (f"{_seed_note(lora_rows)} With α/r the update shrinks as r grows, so large ranks can learn "
+    seeds = _seed_note(lora_rows, rows)
+    caption = (f"{seeds} With α/r the update shrinks as r grows, so large ranks can learn "
                "slower; rsLoRA's α/√r (Kalajdzievski, 2023) keeps it stable. A flatter curve means the "
                "rank can be raised without re-tuning the learning rate.")
     fig, axes = _figure("Scaling the adapter: α/r (LoRA) vs α/√r (rsLoRA)", caption)
@@ -390,8 +396,11 @@ def plot_all(directory, formats=("png", "svg"), log=_stderr) -> list[str]:
     for fmt in formats:
         check_choice("formats", fmt, ("png", "svg"), where="plot_all")
     results = load_results(directory)
-    out = os.path.join(os.fspath(directory), FIGURES_DIR)
-    os.makedirs(out, exist_ok=True)
+    out = check_writable_folder(os.path.join(os.fspath(directory), FIGURES_DIR), "the figures folder")
+    diverged = sum(map(is_diverged, results))
+    if diverged:
+        log(f"{diverged} of {len(results)} runs diverged: not drawn, named in the captions "
+            "(`tinylora report` gives their messages)")
     written = []
     for name, make in FIGURES.items():
         try:

@@ -3,7 +3,8 @@
 The sentences (``interpret_*``) read the ``summarize`` rows: where the planted task's error
 has its knee, how much of full fine-tuning's improvement a LoRA rank recovers, which budget
 choice won, how stable each scaling rule is across ranks. A task whose data is missing gets
-"(no interpretation: ...)" instead of an error.
+"(no interpretation: ...)" instead of an error. Diverged runs are no result: the table shows them
+as "diverged" (never as "0 seeds"), and each task lists them with their message.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import os
 import numpy as np
 
 from .analysis import knee_rank, recovered_fraction
-from .results import load_results, task_key
+from .results import is_diverged, load_results, task_key
 from .summary import (
     MissingData,
     _base_loss,
@@ -40,10 +41,25 @@ RECOVERY_TARGET = 0.9
 
 def _fmt_spread(row: dict) -> str:
     if row["mean"] is None:
-        return "–"
+        return "diverged" if row["n_diverged"] else "–"
     if row["n_seeds"] > 1:
         return f"{_fmt(row['mean'])} ({_fmt(row['min'])}–{_fmt(row['max'])})"
     return _fmt(row["mean"])
+
+
+def _fmt_seeds(row: dict) -> str:
+    return f"{row['n_seeds']} (+{row['n_diverged']} diverged)" if row["n_diverged"] else str(row["n_seeds"])
+
+
+def _diverged_lines(runs: list[dict]) -> list[str]:
+    """One bullet per diverged run: what it was and its message."""
+    lines = []
+    for run in runs:
+        if is_diverged(run):
+            what = "full fine-tuning" if run.get("method") == "full" else f"LoRA r={run.get('rank')}"
+            message = run.get("message") or "its metrics are NaN, inf or exploded"
+            lines.append(f"- diverged: {what}, seed {run.get('seed')}: {message}")
+    return lines + [""] if lines else []
 
 
 def _markdown_table(rows: list[dict]) -> list[str]:
@@ -55,7 +71,7 @@ def _markdown_table(rows: list[dict]) -> list[str]:
         pct = "–" if r["trainable_pct"] is None else f"{r['trainable_pct']:.3g}"
         lines.append(f"| {r['method']} | {r['rank'] if r['rank'] is not None else '–'} | {r['targets']} "
                      f"| {_scale_label(r['alpha'], r['rslora'])} "
-                     f"| {r['n_seeds']} | {_fmt_spread(r)} | {_fmt(r['accuracy'], 3)} "
+                     f"| {_fmt_seeds(r)} | {_fmt_spread(r)} | {_fmt(r['accuracy'], 3)} "
                      f"| {_fmt_int(r['trainable_params'])} | {pct} | {_fmt_int(r['adapter_bytes'])} "
                      f"| {_fmt(r['seconds'], 3)} |")
     return lines
@@ -143,10 +159,14 @@ def report_markdown(directory) -> str:
     results = load_results(directory)
     rows = summarize(results)
     tasks = sorted({r["task"] for r in rows}, key=task_key)
-    lines = [f"# tinylora sweep: {os.fspath(directory)}", "", f"{len(results)} runs.", ""]
+    diverged = sum(map(is_diverged, results))
+    counted = f"{len(results)} runs, {diverged} of them diverged (not counted as results)." if diverged \
+        else f"{len(results)} runs."
+    lines = [f"# tinylora sweep: {os.fspath(directory)}", "", counted, ""]
     for task in tasks:
         task_rows = [r for r in rows if r["task"] == task]
         lines += [f"## {task}", "", _interpretation(results, rows, task), ""]
+        lines += _diverged_lines([r for r in results if r.get("task") == task])
         lines += _markdown_table(task_rows) + [""]
     return "\n".join(lines)
 

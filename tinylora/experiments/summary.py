@@ -1,8 +1,10 @@
 """The summary of a sweep: one row per configuration, seeds pooled, as a list of dicts or a CSV file.
 
 A results line is read defensively: a missing or non-finite field (an older or partial run)
-becomes None instead of an error. The helpers that pick rows for one task (``_lora_series``,
-``_full_row``, ...) are shared by the report and the figures.
+becomes None instead of an error. A diverged run (``results.is_diverged``: recorded as
+``"status": "diverged"``, or an older line whose metrics are NaN, inf or exploded) is no result:
+it counts in its row's ``n_diverged``, never in ``n_seeds`` or the mean. The helpers that pick
+rows for one task (``_lora_series``, ``_full_row``, ...) are shared by the report and the figures.
 
 >>> runs = [{"task": "domain", "method": "lora", "rank": 4, "seed": s, "metrics": {"val_loss": v}}
 ...         for s, v in [(0, 1.5), (1, 1.7)]]
@@ -20,12 +22,13 @@ import numpy as np
 
 from .._validate import is_int, is_real
 from ..io import atomic_writer
-from .results import task_key
+from .results import is_diverged, task_key
 
-__all__ = ["SUMMARY_COLUMNS", "MissingData", "main_metric", "summarize", "write_summary_csv"]
+__all__ = ["SUMMARY_COLUMNS", "MissingData", "main_metric", "summarize", "write_summary_csv", "diverged_rows"]
 
-SUMMARY_COLUMNS = ("task", "method", "rank", "targets", "alpha", "rslora", "n_seeds", "metric", "mean", "min",
-                   "max", "accuracy", "trainable_params", "trainable_pct", "adapter_bytes", "seconds")
+SUMMARY_COLUMNS = ("task", "method", "rank", "targets", "alpha", "rslora", "n_seeds", "n_diverged", "metric",
+                   "mean", "min", "max", "accuracy", "trainable_params", "trainable_pct", "adapter_bytes",
+                   "seconds")
 
 
 class MissingData(Exception):
@@ -109,14 +112,16 @@ def _trainable_pct(runs) -> float | None:
     return 100.0 * trainable / total if trainable is not None and total else None
 
 
-def _summary_row(task: str, method: str, rank, variant: tuple, runs: list[dict]) -> dict:
+def _summary_row(task: str, method: str, rank, variant: tuple, all_runs: list[dict]) -> dict:
     metric = main_metric(task)
+    runs = [r for r in all_runs if not is_diverged(r)]
     values = [v for v in (_metric(r, metric) for r in runs) if v is not None]
     trainable = _first(runs, "trainable_params")
     adapter = _first(runs, "adapter_bytes")
     return {
         "task": task, "method": method, "rank": rank, "targets": variant[0], "alpha": variant[1],
-        "rslora": variant[2], "n_seeds": len(values), "metric": metric,
+        "rslora": variant[2], "n_seeds": len(values), "n_diverged": len(all_runs) - len(runs),
+        "metric": metric,
         "mean": float(np.mean(values)) if values else None,
         "min": min(values) if values else None, "max": max(values) if values else None,
         "accuracy": _mean(_metric(r, "accuracy") for r in runs),
@@ -130,7 +135,8 @@ def _summary_row(task: str, method: str, rank, variant: tuple, runs: list[dict])
 def summarize(results: list[dict]) -> list[dict]:
     """One row per (task, method, rank, targets, alpha, rslora), seeds pooled.
 
-    Each row holds ``n_seeds`` (runs that have the metric), the task's main metric (see
+    Each row holds ``n_seeds`` (runs that have the metric), ``n_diverged`` (runs that diverged,
+    left out of everything else), the task's main metric (see
     ``main_metric``) as ``mean``/``min``/``max``, mean ``accuracy`` (None if the task has none),
     ``trainable_params``, ``trainable_pct``, ``adapter_bytes`` and mean ``seconds``. Rows come
     sorted by task, LoRA before full fine-tuning, then by targets and rank.
@@ -173,8 +179,26 @@ def _required_lora_series(rows: list[dict], task: str) -> dict:
     """``_lora_series``, or MissingData naming the task and its metric when it has no LoRA run."""
     series = _lora_series(rows, task)
     if not series:
-        raise MissingData(f"no LoRA runs of the {task} task with a {main_metric(task)}")
+        diverged = sum(r["n_diverged"] for r in rows if r["task"] == task and r["method"] == "lora")
+        why = f" ({diverged} diverged)" if diverged else ""
+        raise MissingData(f"no LoRA runs of the {task} task with a {main_metric(task)}{why}")
     return series
+
+
+def diverged_rows(rows: list[dict]) -> list[dict]:
+    """The rows with at least one diverged run."""
+    return [r for r in rows if r["n_diverged"]]
+
+
+def _run_label(row: dict) -> str:
+    return "full fine-tuning" if row["method"] == "full" else f"LoRA r={row['rank']}"
+
+
+def _diverged_note(rows: list[dict]) -> str:
+    """"Diverged, so not drawn: LoRA r=8 (1 run), full fine-tuning (2 runs)." or "" when none did."""
+    parts = [f"{_run_label(r)} ({r['n_diverged']} run{'s' * (r['n_diverged'] != 1)})"
+             for r in diverged_rows(rows)]
+    return f"Diverged, so not drawn: {', '.join(parts)}." if parts else ""
 
 
 def _main_variant(series: dict) -> tuple:
