@@ -21,6 +21,7 @@ One idea per file, imports flowing one way (variants ← config ← layer ← mo
 - ``embedding.py``: ``LoraEmbedding``, LoRA on a lookup table (loralib's convention: A starts at zero);
 - ``model.py``: finding the target layers, adding, switching, merging and removing adapters,
   counting parameters, and LoRA+'s optimizer groups (B gets a larger learning rate);
+- ``merge.py``: ``add_weighted_adapter``, one adapter from others (cat, svd, linear, TIES, DARE);
 - ``io.py``: ``save_adapter`` / ``load_adapter``, PEFT's file layout;
 - ``qlora.py``: ``quantize_base``, QLoRA's 4-bit frozen base (NF4) under float32 adapters.
 """
@@ -28,6 +29,7 @@ from .config import LoraConfig
 from .embedding import LoraEmbedding
 from .io import ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME, load_adapter, save_adapter
 from .layer import LoraAdapter, LoRALinear, LoraLinear
+from .merge import add_weighted_adapter
 from .model import (
     active_adapter,
     adapter_names,
@@ -58,6 +60,6 @@ __all__ = [
     "disable_adapters", "mark_only_lora_as_trainable", "find_targets", "lora_layers",
     "merge_lora", "unmerge_lora", "merge_and_unload", "unload", "get_delta_weights",
     "count_parameters", "print_trainable_parameters", "lora_plus_param_groups",
-    "save_adapter", "load_adapter", "ADAPTER_CONFIG_NAME", "ADAPTER_WEIGHTS_NAME",
+    "save_adapter", "load_adapter", "ADAPTER_CONFIG_NAME", "ADAPTER_WEIGHTS_NAME", "add_weighted_adapter",
     "quantize_base", "dequantize_base", "is_quantized", "Linear4bit", "Embedding4bit",
 ]
