@@ -19,7 +19,14 @@ import numpy as np
 import pytest
 
 from tinylora import Tensor
-from tinylora.exercises import CHECKERS, EXERCISES, ExerciseNotDone, check_all, functions_needed, reset_failures
+from tinylora.exercises import (
+    CHECKERS,
+    EXERCISES,
+    ExerciseNotDone,
+    check_all,
+    functions_needed,
+    reset_failures,
+)
 
 EXERCISE_DIR = Path(__file__).resolve().parent.parent / "notebooks" / "exercises"
 NUMBERS = sorted(EXERCISES)
@@ -139,7 +146,7 @@ def test_bare_none_for_a_tuple_result_asks_for_the_tuple():
 
 
 def test_an_op_that_returns_an_array_instead_of_a_tensor_is_told_to_use_from_op():
-    with pytest.raises(AssertionError, match="should return a tinylora Tensor \\(made with Tensor.from_op\\)"):
+    with pytest.raises(AssertionError, match=r"should return a tinylora Tensor \(made with Tensor.from_op\)"):
         run_checker(15, lambda x: np.logaddexp(0, x.data))
 
 

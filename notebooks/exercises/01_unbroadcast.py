@@ -16,6 +16,8 @@
 # %% [markdown]
 # # Exercise 1: the backward of a broadcasting add
 #
+# *About 15 minutes; 2 points.*
+#
 # When NumPy adds `x` of shape `(5, 1, 3)` to `y` of shape `(2, 5, 4, 3)`, it first *broadcasts* `x`:
 # it puts new axes on the left until both have as many dimensions, then repeats `x` along every
 # axis where it has size 1. The sum $z = x + y$ has shape `(2, 5, 4, 3)`.
@@ -49,9 +51,10 @@ from tinylora.exercises import check_unbroadcast
 # ## Your turn
 #
 # Replace the `raise NotImplementedError(...)` line with your code and run the cell, then run the check below.
-# It tries your function on several inputs and either prints ✓ or tells you which case failed, what it
-# expected, what you returned, and a hint. Work with plain NumPy (`import numpy as np`); inputs are float64
-# arrays.
+# It draws fresh random inputs on every run (float64 arrays: some with several leading axes, some large) and
+# either prints ✓ or says which case failed, which output and element, what it expected and what you
+# returned. Run it again after a fix to get a hint; add `hint=True` to see the formula, and `seed=...`
+# (printed with every failure) to repeat the same cases.
 
 # %% tags=["exercise-stub"]
 def unbroadcast(grad, shape):

@@ -16,6 +16,8 @@
 # %% [markdown]
 # # Exercise 2: the backward of a matrix product
 #
+# *About 10 minutes; 1 point.*
+#
 # Let $Y = A B$ with $A$ of shape $(m, k)$, $B$ of shape $(k, n)$ and $Y$ of shape $(m, n)$:
 #
 # $$Y_{ij} = \sum_{p} A_{ip} B_{pj}.$$
@@ -45,9 +47,10 @@ from tinylora.exercises import check_matmul_backward
 # ## Your turn
 #
 # Replace the `raise NotImplementedError(...)` line with your code and run the cell, then run the check below.
-# It tries your function on several inputs and either prints ✓ or tells you which case failed, what it
-# expected, what you returned, and a hint. Work with plain NumPy (`import numpy as np`); inputs are float64
-# arrays.
+# It draws fresh random inputs on every run (float64 arrays: some with several leading axes, some large) and
+# either prints ✓ or says which case failed, which output and element, what it expected and what you
+# returned. Run it again after a fix to get a hint; add `hint=True` to see the formula, and `seed=...`
+# (printed with every failure) to repeat the same cases.
 
 # %% tags=["exercise-stub"]
 def matmul_backward(a, b, grad_out):

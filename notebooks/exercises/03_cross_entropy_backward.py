@@ -16,6 +16,8 @@
 # %% [markdown]
 # # Exercise 3: softmax and cross-entropy, backward
 #
+# *About 20 minutes; 2 points.*
+#
 # A language model scores $C$ classes (tokens) at each of $N$ positions: logits $z$ of shape $(N, C)$.
 # With targets $t_n \in \{0, \dots, C-1\}$, the loss is the mean negative log-probability of the targets:
 #
@@ -45,9 +47,10 @@ from tinylora.exercises import check_cross_entropy_backward
 # ## Your turn
 #
 # Replace the `raise NotImplementedError(...)` line with your code and run the cell, then run the check below.
-# It tries your function on several inputs and either prints ✓ or tells you which case failed, what it
-# expected, what you returned, and a hint. Work with plain NumPy (`import numpy as np`); inputs are float64
-# arrays.
+# It draws fresh random inputs on every run (float64 arrays: some with several leading axes, some large) and
+# either prints ✓ or says which case failed, which output and element, what it expected and what you
+# returned. Run it again after a fix to get a hint; add `hint=True` to see the formula, and `seed=...`
+# (printed with every failure) to repeat the same cases.
 
 # %% tags=["exercise-stub"]
 def cross_entropy_backward(logits, targets):

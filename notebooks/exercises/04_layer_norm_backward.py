@@ -16,6 +16,8 @@
 # %% [markdown]
 # # Exercise 4: layer-norm backward
 #
+# *About 30 minutes; 3 points.*
+#
 # Layer norm works on the last axis of $x$ (size $D$), separately for every row:
 #
 # $$\mu = \frac{1}{D}\sum_{d} x_d, \qquad \sigma^2 = \frac{1}{D}\sum_{d} (x_d - \mu)^2, \qquad
@@ -47,9 +49,10 @@ from tinylora.exercises import check_layer_norm_backward
 # ## Your turn
 #
 # Replace the `raise NotImplementedError(...)` line with your code and run the cell, then run the check below.
-# It tries your function on several inputs and either prints ✓ or tells you which case failed, what it
-# expected, what you returned, and a hint. Work with plain NumPy (`import numpy as np`); inputs are float64
-# arrays.
+# It draws fresh random inputs on every run (float64 arrays: some with several leading axes, some large) and
+# either prints ✓ or says which case failed, which output and element, what it expected and what you
+# returned. Run it again after a fix to get a hint; add `hint=True` to see the formula, and `seed=...`
+# (printed with every failure) to repeat the same cases.
 
 # %% tags=["exercise-stub"]
 def layer_norm_backward(x, weight, grad_out, eps):

@@ -16,6 +16,8 @@
 # %% [markdown]
 # # Exercise 5: the causal mask
 #
+# *About 5 minutes; 1 point.*
+#
 # A GPT predicts token $i + 1$ from tokens $0, \dots, i$. In self-attention, query position $i$ must
 # therefore never look at a key position $j > i$: that would be reading the answer.
 #
@@ -39,9 +41,10 @@ from tinylora.exercises import check_causal_mask
 # ## Your turn
 #
 # Replace the `raise NotImplementedError(...)` line with your code and run the cell, then run the check below.
-# It tries your function on several inputs and either prints ✓ or tells you which case failed, what it
-# expected, what you returned, and a hint. Work with plain NumPy (`import numpy as np`); inputs are float64
-# arrays.
+# It draws fresh random inputs on every run (float64 arrays: some with several leading axes, some large) and
+# either prints ✓ or says which case failed, which output and element, what it expected and what you
+# returned. Run it again after a fix to get a hint; add `hint=True` to see the formula, and `seed=...`
+# (printed with every failure) to repeat the same cases.
 
 # %% tags=["exercise-stub"]
 def causal_mask(T):

@@ -16,6 +16,8 @@
 # %% [markdown]
 # # Exercise 6: the LoRA forward pass
 #
+# *About 10 minutes; 1 point.*
+#
 # LoRA (Hu et al., 2021) freezes a weight $W_0$ of shape $(d_{out}, d_{in})$ and learns a low-rank change
 # $\Delta W = B A$ with $A$ of shape $(r, d_{in})$, $B$ of shape $(d_{out}, r)$ and
 # $r \ll \min(d_{in}, d_{out})$. The paper writes column vectors, $h = W_0 x + \frac{\alpha}{r} B A x$. Our
@@ -23,8 +25,11 @@
 #
 # $$h = x W_0^\top + \frac{\alpha}{r}\, x A^\top B^\top .$$
 #
-# The scaling $\alpha / r$ keeps the update's size about the same when you change the rank, so the
-# learning rate need not be retuned.
+# The paper fixes $\alpha$ once and does not tune it. The factor $1/r$ does *not* make the update's size
+# independent of the rank: with $A$ drawn at a fixed scale, $B A x$ is a sum of $r$ terms that grows like
+# $\sqrt r$ when they are independent, so $\alpha/r$ makes large ranks learn more slowly at one learning rate.
+# That is rsLoRA's point (exercise 16), which scales by $\alpha/\sqrt r$ instead. `alpha` may be an int that
+# `r` does not divide: the scaling is the true quotient `alpha / r`.
 #
 # **Write** `lora_forward(x, W0, A, B, alpha, r)`, which returns `h` of shape `(..., d_out)`.
 #
@@ -40,9 +45,10 @@ from tinylora.exercises import check_lora_forward
 # ## Your turn
 #
 # Replace the `raise NotImplementedError(...)` line with your code and run the cell, then run the check below.
-# It tries your function on several inputs and either prints ✓ or tells you which case failed, what it
-# expected, what you returned, and a hint. Work with plain NumPy (`import numpy as np`); inputs are float64
-# arrays.
+# It draws fresh random inputs on every run (float64 arrays: some with several leading axes, some large) and
+# either prints ✓ or says which case failed, which output and element, what it expected and what you
+# returned. Run it again after a fix to get a hint; add `hint=True` to see the formula, and `seed=...`
+# (printed with every failure) to repeat the same cases.
 
 # %% tags=["exercise-stub"]
 def lora_forward(x, W0, A, B, alpha, r):

@@ -16,6 +16,8 @@
 # %% [markdown]
 # # Exercise 7: merge and unmerge
 #
+# *About 10 minutes; 1 point.*
+#
 # After training, the adapter can be folded into the weight so inference costs nothing extra:
 #
 # $$W = W_0 + \frac{\alpha}{r} B A, \qquad\text{then}\qquad h = x W^\top .$$
@@ -35,9 +37,10 @@ from tinylora.exercises import check_merge_unmerge
 # ## Your turn
 #
 # Replace the `raise NotImplementedError(...)` line with your code and run the cell, then run the check below.
-# It tries your function on several inputs and either prints ✓ or tells you which case failed, what it
-# expected, what you returned, and a hint. Work with plain NumPy (`import numpy as np`); inputs are float64
-# arrays.
+# It draws fresh random inputs on every run (float64 arrays: some with several leading axes, some large) and
+# either prints ✓ or says which case failed, which output and element, what it expected and what you
+# returned. Run it again after a fix to get a hint; add `hint=True` to see the formula, and `seed=...`
+# (printed with every failure) to repeat the same cases.
 
 # %% tags=["exercise-stub"]
 def merge(W0, A, B, alpha, r):

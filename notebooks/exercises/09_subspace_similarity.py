@@ -16,6 +16,8 @@
 # %% [markdown]
 # # Exercise 9: subspace similarity
 #
+# *About 20 minutes; 2 points.*
+#
 # Do two adapters trained with different ranks learn the same directions? The LoRA paper (Section 7.2)
 # compares the row spaces of their $A$ matrices. Take $A_1$ $(r_1, d_{in})$ and $A_2$ $(r_2, d_{in})$; let
 # $U_i$ $(d_{in}, i)$ hold the top-$i$ right-singular vectors of $A_1$ and $V_j$ $(d_{in}, j)$ the top-$j$ of
@@ -40,9 +42,10 @@ from tinylora.exercises import check_subspace_similarity
 # ## Your turn
 #
 # Replace the `raise NotImplementedError(...)` line with your code and run the cell, then run the check below.
-# It tries your function on several inputs and either prints ✓ or tells you which case failed, what it
-# expected, what you returned, and a hint. Work with plain NumPy (`import numpy as np`); inputs are float64
-# arrays.
+# It draws fresh random inputs on every run (float64 arrays: some with several leading axes, some large) and
+# either prints ✓ or says which case failed, which output and element, what it expected and what you
+# returned. Run it again after a fix to get a hint; add `hint=True` to see the formula, and `seed=...`
+# (printed with every failure) to repeat the same cases.
 
 # %% tags=["exercise-stub"]
 def subspace_similarity(A1, A2, i, j):

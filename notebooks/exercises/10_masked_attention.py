@@ -16,6 +16,8 @@
 # %% [markdown]
 # # Exercise 10: masked attention weights
 #
+# *About 15 minutes; 2 points.*
+#
 # Attention turns scores $s$ of shape `(..., T, T)` (query $i$, key $j$) into weights that sum to 1 over the
 # keys. A causal model first hides the future keys:
 #
@@ -37,9 +39,10 @@ from tinylora.exercises import check_masked_attention_weights
 # ## Your turn
 #
 # Replace the `raise NotImplementedError(...)` line with your code and run the cell, then run the check below.
-# It tries your function on several inputs and either prints ✓ or tells you which case failed, what it
-# expected, what you returned, and a hint. Work with plain NumPy (`import numpy as np`); inputs are float64
-# arrays.
+# It draws fresh random inputs on every run (float64 arrays: some with several leading axes, some large) and
+# either prints ✓ or says which case failed, which output and element, what it expected and what you
+# returned. Run it again after a fix to get a hint; add `hint=True` to see the formula, and `seed=...`
+# (printed with every failure) to repeat the same cases.
 
 # %% tags=["exercise-stub"]
 def masked_attention_weights(scores):

@@ -3,7 +3,7 @@ import numpy as np
 
 
 def rope(x, offset, theta):
-    """x (B, H, T, hd) -> the same shape; channel i turns with channel i + hd/2 by (offset + t)·theta^(−2i/hd)."""
+    """x (B, H, T, hd) -> (B, H, T, hd): channel i turns with i + hd/2 by (offset + t)·theta^(−2i/hd)."""
     T, hd = x.shape[-2:]
     inv_freq = theta ** (-np.arange(0, hd, 2) / hd)                  # (hd/2,)
     angle = (offset + np.arange(T))[:, None] * inv_freq              # (T, hd/2)

@@ -3,7 +3,7 @@ import numpy as np
 
 
 def attention_with_cache(q, k_new, v_new, k_cache, v_cache):
-    """q, k_new, v_new (B, H, T, d); caches (B, H, S, d) -> (out (B, H, T, d), keys, values (B, H, S+T, d))."""
+    """q, k_new, v_new (B, H, T, d); caches (B, H, S, d) -> out, keys, values (B, H, S+T, d)."""
     keys = np.concatenate([k_cache, k_new], axis=2)                # positions 0 .. S+T-1
     values = np.concatenate([v_cache, v_new], axis=2)
     T, S = q.shape[2], keys.shape[2]

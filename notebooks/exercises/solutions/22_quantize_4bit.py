@@ -3,7 +3,7 @@ import numpy as np
 
 
 def quantize_4bit(w):
-    """w (rows, cols), cols a multiple of 32 -> codes int8 (rows, cols) in -7..7, scales (rows, cols // 32)."""
+    """w (rows, cols), cols a multiple of 32 -> codes int8 (rows, cols) in -7..7, scales (rows, cols//32)."""
     rows, cols = w.shape
     blocks = w.reshape(rows, cols // 32, 32)                  # 32 consecutive values per block
     scales = np.abs(blocks).max(axis=-1) / 7                  # the largest |w| maps to code 7
