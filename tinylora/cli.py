@@ -1,9 +1,25 @@
-"""The `tinylora` command line."""
+"""The `tinylora` command line.
+
+Exit codes: 0 done; 1 a run failed (diverged, non-finite loss, disk full); 2 bad input (a flag,
+a path that cannot be written, a folder in use); 130 interrupted (Ctrl-C). Every error is one line
+on stderr naming the flag or the path; outputs are checked writable before long work starts.
+"""
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
+
+from .cli_args import (
+    _int_list,
+    _name_list,
+    _non_empty,
+    _non_negative_float,
+    _positive_float,
+    _positive_int,
+    _probability,
+)
 
 
 def _demo(args) -> int:
@@ -29,9 +45,19 @@ def _demo(args) -> int:
     return 0
 
 
+def _check_output_file(path: str, flag: str) -> None:
+    """``path`` can be written as a file: it is not a folder, and its folder is writable (made if needed)."""
+    from .experiments.folder import check_writable_folder
+
+    if os.path.isdir(path):
+        raise IsADirectoryError(errno.EISDIR, f"{flag} is a folder; give a file name such as model.npz", path)
+    check_writable_folder(os.path.dirname(os.path.abspath(path)), f"the folder of {flag}")
+
+
 def _pretrain(args) -> int:
     from .pretrained import pretrain
 
+    _check_output_file(args.out, "--out")  # before training, not after
     meta = pretrain(args.out, steps=args.steps, seed=args.seed, corpus_chars=args.corpus_chars,
                     progress=not args.no_progress)
     print(f"saved {args.out}: {meta['parameters']:,} parameters, {meta['steps']} steps in "
@@ -118,34 +144,6 @@ def _chat(args) -> int:
         return 0
 
 
-def _positive_int(text: str) -> int:
-    value = _parsed(int, text, "an integer")
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    value = _parsed(float, text, "a number")
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
-    return value
-
-
-def _probability(text: str) -> float:
-    value = _parsed(float, text, "a number")
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}")
-    return value
-
-
-def _parsed(kind, text: str, what: str):
-    try:
-        return kind(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
-
-
 def _bench(args) -> int:
     import importlib
 
@@ -153,20 +151,9 @@ def _bench(args) -> int:
     return module.main(args.bench_args) or 0
 
 
-def _int_list(text: str) -> tuple:
-    try:
-        return tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 1,2,4, "
-                                         f"got {text!r}") from None
-
-
-def _name_list(text: str) -> tuple:
-    return tuple(v.strip() for v in text.split(",") if v.strip())
-
-
 def _sweep(args) -> int:
     from .experiments.figures import plot_all
+    from .experiments.folder import check_writable_folder
     from .experiments.report import report_markdown
     from .experiments.results import FIGURES_DIR, RESULTS_NAME, SUMMARY_NAME
     from .experiments.summary import write_summary_csv
@@ -178,29 +165,46 @@ def _sweep(args) -> int:
     overrides = {k: v for k, v in given.items() if v is not None}
     if args.rslora:
         overrides["rslora"] = True
+    config = base(**overrides)  # a bad setting: ValueError, exit 2, before anything is written
+    figures_dir = os.path.join(args.out, FIGURES_DIR)
+    if os.path.lexists(figures_dir):  # else --out, which run_sweep checks, is where it will be made
+        check_writable_folder(figures_dir, "the figures folder of --out")
     try:
-        config = base(**overrides)
         results = run_sweep(config, args.out, workers=args.workers, scheduler=args.scheduler,
                             progress=not args.no_progress)
-    except ValueError as err:
-        print(f"tinylora sweep: error: {err}", file=sys.stderr)
-        return 2
-    write_summary_csv(results, os.path.join(args.out, SUMMARY_NAME))
-    figures = plot_all(args.out)
+        write_summary_csv(results, os.path.join(args.out, SUMMARY_NAME))
+        figures = plot_all(args.out)
+    except KeyboardInterrupt:
+        print(f"\ntinylora sweep: interrupted; {_finished_runs(args.out)} kept in "
+              f"{os.path.join(args.out, RESULTS_NAME)}; run the same command to resume", file=sys.stderr)
+        return 130
     print(report_markdown(args.out))
     print(f"results: {os.path.join(args.out, RESULTS_NAME)}  summary: {os.path.join(args.out, SUMMARY_NAME)}")
     print(f"figures: {os.path.join(args.out, FIGURES_DIR)} ({len(figures)} files)")
+    diverged = sum(r.get("status") == "diverged" for r in results)
+    if diverged:
+        print(f"tinylora sweep: {diverged} of {len(results)} runs diverged (in {RESULTS_NAME}: "
+              "\"status\": \"diverged\", with the step and the likely cause)", file=sys.stderr)
+        return 1
     return 0
+
+
+def _finished_runs(out: str) -> str:
+    """"3 finished runs" in ``out``, read without warnings (the interrupt is the news)."""
+    import warnings
+
+    from .experiments.results import read_results
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        n = len(read_results(out))
+    return f"{n} finished run{'s' * (n != 1)}"
 
 
 def _plot(args) -> int:
     from .experiments.figures import plot_all
 
-    try:
-        paths = plot_all(args.directory)
-    except (FileNotFoundError, ValueError) as err:
-        print(f"tinylora plot: error: {err}", file=sys.stderr)
-        return 2
+    paths = plot_all(args.directory)  # checks DIR/figures is writable before drawing
     for path in paths:
         print(path)
     return 0
@@ -209,18 +213,14 @@ def _plot(args) -> int:
 def _report(args) -> int:
     from .experiments.report import report_markdown
 
-    try:
-        print(report_markdown(args.directory))
-    except (FileNotFoundError, ValueError) as err:
-        print(f"tinylora report: error: {err}", file=sys.stderr)
-        return 2
+    print(report_markdown(args.directory))
     return 0
 
 
 def _add_demo(sub) -> None:
     demo = sub.add_parser("demo", help="train a tiny linear model with the engine and print its loss",
                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    demo.add_argument("--steps", type=int, default=100, help="gradient-descent steps")
+    demo.add_argument("--steps", type=_positive_int, default=100, help="gradient-descent steps")
     demo.add_argument("--seed", type=int, default=0, help="random seed for the data")
     demo.set_defaults(func=_demo)
 
@@ -231,11 +231,12 @@ def _add_pretrain(sub) -> None:
     pre = sub.add_parser("pretrain", help="pre-train the base GPT on the generated base mixture (fables, "
                                           "cookbook recipes, sums) and save it",
                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    pre.add_argument("--out", default="base_model.npz", help="where to write the checkpoint (.npz)")
-    pre.add_argument("--steps", type=int, default=PRETRAIN_DEFAULTS["steps"], help="training steps")
+    pre.add_argument("--out", default="base_model.npz",
+                     help="where to write the checkpoint (.npz); checked writable before training starts")
+    pre.add_argument("--steps", type=_positive_int, default=PRETRAIN_DEFAULTS["steps"], help="training steps")
     pre.add_argument("--seed", type=int, default=PRETRAIN_DEFAULTS["seed"],
                      help="seed for corpus, init and batches")
-    pre.add_argument("--corpus-chars", type=int, default=PRETRAIN_DEFAULTS["corpus_chars"],
+    pre.add_argument("--corpus-chars", type=_positive_int, default=PRETRAIN_DEFAULTS["corpus_chars"],
                      help="characters of generated corpus")
     pre.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     pre.set_defaults(func=_pretrain)
@@ -259,7 +260,7 @@ def _add_generate(sub) -> None:
 
     gen = sub.add_parser("generate", help="continue a prompt with the shipped base model or a pretrained LLM",
                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    gen.add_argument("--prompt", default="Once upon a time", help="text to continue")
+    gen.add_argument("--prompt", type=_non_empty, default="Once upon a time", help="text to continue")
     _add_sampling(gen, max_new_tokens=200, temperature=0.8, seed=0)
     gen.add_argument("--model", default=None,
                      help=f"a .npz checkpoint of a character GPT (default: the shipped {base_model_path()}), "
@@ -289,29 +290,35 @@ def _add_sweep(sub) -> None:
         help="the main job: LoRA rank sweep (planted-rank and domain-shift tasks) with results and figures",
         description="Fine-tune the shipped base GPT with LoRA at several ranks (plus full fine-tuning) and "
                     "record every run. Re-running the same command resumes; results.jsonl, summary.csv and "
-                    "figures/ are written to --out.")
+                    "figures/ are written to --out. Every flag is checked before the first write; one "
+                    "sweep at a time may use a folder (a second is refused). A run whose loss or metrics "
+                    "turn NaN, inf or explode is recorded as diverged. Exit codes: 0 done, 1 some runs "
+                    "diverged or a run failed, 2 bad input or a folder in use, 130 interrupted (finished "
+                    "runs are kept).")
     add = sweep.add_argument
     add("--quick", action="store_true", help="a small sweep (ranks 1,4,8 and full; 25 steps) in about 30 s")
     add("--task", type=_name_list, default=None,
         help="comma-separated tasks: planted, domain, budget, scaling (default: planted,domain)")
-    add("--ranks", type=_int_list, default=None, help="comma-separated LoRA ranks (default: 1,2,4,8,16,32)")
+    add("--ranks", type=_int_list(1, "1,2,4"), default=None,
+        help="comma-separated LoRA ranks; repeats run once (default: 1,2,4,8,16,32)")
     add("--targets", type=_name_list, default=None,
         help="modules to adapt in the domain task, e.g. q_proj,v_proj or all-linear (default: q_proj,v_proj)")
-    add("--seeds", type=_int_list, default=None, help="comma-separated seeds (default: 0)")
-    add("--steps", type=int, default=None,
+    add("--seeds", type=_int_list(0, "0,1,2"), default=None, help="comma-separated seeds >= 0 (default: 0)")
+    add("--steps", type=_positive_int, default=None,
         help="training steps per run (default: 150 planted, 100 domain; 25 with --quick)")
-    add("--lr", type=float, default=None, help="LoRA learning rate (default: 3e-2 planted, 2e-2 domain)")
-    add("--full-lr", type=float, default=None,
+    add("--lr", type=_positive_float, default=None,
+        help="LoRA learning rate (default: 3e-2 planted, 2e-2 domain)")
+    add("--full-lr", type=_positive_float, default=None,
         help="full fine-tuning learning rate (default: 1e-2 planted, 1e-3 domain)")
-    add("--alpha", type=float, default=None, help="LoRA alpha; scaling = alpha/r (default: 16)")
+    add("--alpha", type=_positive_float, default=None, help="LoRA alpha; scaling = alpha/r (default: 16)")
     add("--rslora", action="store_true", help="use rsLoRA scaling alpha/sqrt(r)")
     add("--corpus", default=None,
         help="target corpus of the domain task: recipes or arithmetic (default: recipes)")
-    add("--k-star", type=int, default=None,
-        help="rank of the planted update in the planted task (default: 4)")
+    add("--k-star", type=_positive_int, default=None,
+        help="rank of the planted update in the planted task, 1 to 16 (default: 4)")
     add("--out", default="runs/sweep",
         help="output folder: results.jsonl, summary.csv, figures/ (default: runs/sweep)")
-    add("--workers", type=int, default=1, help="local worker processes (default: 1 = serial)")
+    add("--workers", type=_positive_int, default=1, help="local worker processes (default: 1 = serial)")
     add("--scheduler", default=None,
         help="run on a Dask cluster at tcp://host:port (needs tinylora[dist]; default: none)")
     add("--no-progress", action="store_true", help="hide progress bars")
@@ -364,10 +371,32 @@ def main(argv=None) -> int:
         return 0
     try:
         return args.func(args)
-    except (ValueError, TypeError, OSError, ImportError) as err:  # bad input: a message, not a traceback
-        message = " ".join(str(err).split())
-        print(f"tinylora {args.command}: error: {message}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        print(f"\ntinylora {args.command}: interrupted; {INTERRUPTED.get(args.command, INTERRUPTED[None])}",
+              file=sys.stderr)
+        return 130
+    except (FloatingPointError, OSError, ValueError, TypeError, ImportError) as err:
+        print(f"tinylora {args.command}: error: {_one_line(err)}", file=sys.stderr)
+        return 1 if isinstance(err, FloatingPointError) or _failed_run(err) else 2
+
+
+# What Ctrl-C leaves behind, per command (every file tinylora writes is written whole or not at all).
+INTERRUPTED = {None: "nothing was written",
+               "pretrain": "no checkpoint was written (it is saved when training ends)",
+               "plot": "the figures already written are kept, each one whole"}
+
+
+def _failed_run(err: Exception) -> bool:
+    """An OSError of the machine (disk full, I/O error), not of the input: exit 1, not 2."""
+    return isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO)
+
+
+def _one_line(err: Exception) -> str:
+    """The error in one line; an OSError as 'PATH: what went wrong'."""
+    if isinstance(err, OSError) and err.filename is not None:
+        target = f" -> {err.filename2}" if err.filename2 is not None else ""
+        return f"{err.filename}{target}: {err.strerror or err}"
+    return " ".join(str(err).split())
 
 
 if __name__ == "__main__":

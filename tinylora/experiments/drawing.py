@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import NullLocator
 
 from ..io import atomic_writer
+from .results import naming
 from .summary import _diverged_note, _fmt
 
 LOSS_LABEL = "held-out loss (nats per character)"
@@ -90,7 +91,7 @@ def _save(fig: Figure, stem: str, formats: tuple) -> list[str]:
             path = f"{stem}.{fmt}"
             buffer = io.BytesIO()
             fig.savefig(buffer, format=fmt, dpi=150, metadata={"Date": None} if fmt == "svg" else None)
-            with atomic_writer(path) as f:
+            with naming(path), atomic_writer(path) as f:
                 f.write(buffer.getvalue())
             paths.append(path)
     return paths

@@ -21,6 +21,7 @@ A run whose loss or metrics became NaN or inf, or exploded (``divergence``), car
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -30,7 +31,7 @@ from ..io import atomic_writer
 
 __all__ = ["RESULTS_NAME", "SWEEP_NAME", "SUMMARY_NAME", "FIGURES_DIR", "LOCK_NAME", "DAMAGED_NAME", "TASKS",
            "EXPLODED_FACTOR", "task_key", "read_results", "load_results", "write_results", "append_result",
-           "set_aside_damaged", "divergence", "is_diverged"]
+           "set_aside_damaged", "naming", "divergence", "is_diverged"]
 
 RESULTS_NAME = "results.jsonl"   # one JSON line per finished run
 SWEEP_NAME = "sweep.json"        # the sweep's config, so a different sweep in the folder is refused
@@ -144,15 +145,28 @@ def append_result(directory, run: dict) -> None:
     line (skipped by ``read_results``) instead of swallowing this run.
     """
     line = json.dumps(run).encode("utf-8") + b"\n"
-    fd = os.open(_results_path(directory), os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o666)
+    path = _results_path(directory)
+    with naming(path):
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o666)
+        try:
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                line = b"\n" + line
+            os.write(fd, line)  # one write of the whole line: O_APPEND puts it after the last byte
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+@contextlib.contextmanager
+def naming(path):
+    """Give an OSError raised inside (a write's, which names no file) the ``path`` it was writing."""
     try:
-        size = os.fstat(fd).st_size
-        if size and os.pread(fd, 1, size - 1) != b"\n":
-            line = b"\n" + line
-        os.write(fd, line)  # one write of the whole line: O_APPEND puts it after the last byte
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        yield
+    except OSError as err:
+        if err.filename is not None:
+            raise
+        raise OSError(err.errno, err.strerror or str(err), os.fspath(path)) from None
 
 
 # --------------------------------------------------------------------------- diverged runs

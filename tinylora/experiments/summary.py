@@ -22,7 +22,7 @@ import numpy as np
 
 from .._validate import is_int, is_real
 from ..io import atomic_writer
-from .results import is_diverged, task_key
+from .results import is_diverged, naming, task_key
 
 __all__ = ["SUMMARY_COLUMNS", "MissingData", "main_metric", "summarize", "write_summary_csv", "diverged_rows"]
 
@@ -155,7 +155,7 @@ def write_summary_csv(results: list[dict], path) -> None:
     writer.writeheader()
     for row in summarize(results):
         writer.writerow({k: "" if row[k] is None else row[k] for k in SUMMARY_COLUMNS})
-    with atomic_writer(path, "w") as f:
+    with naming(path), atomic_writer(path, "w") as f:
         f.write(buffer.getvalue())
 
 

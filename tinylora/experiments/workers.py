@@ -46,6 +46,10 @@ def _die_with_parent(parent_pid: int) -> None:
 def _init_worker(parent_pid: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent(parent_pid)
+    from tqdm import tqdm
+    # tqdm's default lock is a multiprocessing semaphore; a worker stopped mid-run would leave it to
+    # the resource tracker, which warns. Workers draw no bars, so a thread lock does.
+    tqdm.set_lock(threading.RLock())
 
 
 def make_process_pool(workers: int) -> cf.ProcessPoolExecutor:
@@ -70,7 +74,7 @@ def stop_executor(executor, now: bool) -> None:
         process.terminate()
     for process in processes:
         process.join(timeout=5)
-    try:
-        executor.shutdown(wait=False, cancel_futures=True)
+    try:  # with its workers gone, a pool's shutdown returns at once, and frees its queues' semaphores
+        executor.shutdown(wait=bool(processes), cancel_futures=True)
     except TypeError:  # Dask's ClientExecutor has no cancel_futures
         executor.shutdown(wait=False)
