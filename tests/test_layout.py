@@ -25,7 +25,7 @@ LAYERS = [
     {"train", "pretrained", "hub"},
     {"experiments"},
     {"exercises", "bench", "chat"},
-    {"cli"},
+    {"cli", "cli_args"},
 ]
 LAYER_OF = {name: i for i, names in enumerate(LAYERS) for name in names}
 
