@@ -33,7 +33,7 @@ Merging factors (the rule is applied to the A_i and to the B_i separately; PEFT'
 The rules (each on a stack of task tensors T_i, with weights w_i; ``combine_tensors``):
 
 - linear: Σ_i w_i·T_i.
-- magnitude_prune: keep the ``density`` fraction of entries of each T_i with the largest |value|, then
+- magnitude_prune: keep the ``density`` fraction of entries of each T_i of largest magnitude, then
   Σ_i w_i·T_i.
 - TIES (Yadav et al., 2023, arXiv:2306.01708), trim, elect sign, disjoint merge: prune each T_i by
   magnitude, elect each entry's sign as the sign of Σ_i T_i (``majority_sign_method="total"``) or of
@@ -81,7 +81,7 @@ SIGN_METHODS = ("total", "frequency")
 
 # ---- the rules, on a stack of task tensors (host float64) ---------------------------------------
 def prune_by_magnitude(x: np.ndarray, density: float) -> np.ndarray:
-    """Keep the k = int(density · x.size) entries of largest |x|, zero the rest (same shape)."""
+    """Keep the k = int(density · x.size) entries of largest magnitude, zero the rest (same shape)."""
     k = int(density * x.size)
     keep = np.argsort(-np.abs(x), axis=None, kind="stable")[:k]
     mask = np.zeros(x.size, dtype=bool)
