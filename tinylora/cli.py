@@ -343,42 +343,10 @@ def _add_bench(sub) -> None:
     bench.set_defaults(func=_bench)
 
 
-def _exercises_export(args) -> int:
-    from .exercises.export import export_student_edition
-
-    paths = export_student_edition(args.directory, source=args.source)
-    print(f"wrote {len(paths)} files to {args.directory}: the exercise notebooks with stubs, no solutions")
-    return 0
-
-
-def _exercises_grade(args) -> int:
-    from .exercises.grader import grade_folder
-
-    grades = grade_folder(args.submissions, args.out, args.feedback, timeout=args.timeout, seed=args.seed,
-                          jobs=args.jobs)
-    for grade in grades:
-        print(f"{grade.student}: {grade.total} points ({grade.seconds:.1f} s)")
-    print(f"wrote {args.out} and {args.feedback or 'feedback/ beside it'}")
-    return 0
-
-
 def _add_exercises(sub) -> None:
-    ex = sub.add_parser("exercises", help="classroom exercises: write the student edition, grade submissions")
-    tasks = ex.add_subparsers(dest="exercises_command", metavar="TASK", required=True)
-    export = tasks.add_parser("export", help="write the exercise notebooks (stubs, no solutions) to DIR")
-    export.add_argument("directory", metavar="DIR", help="output folder")
-    export.add_argument("--source", default=None, help="notebooks/exercises (default: this checkout's)")
-    export.set_defaults(func=_exercises_export)
-    grade = tasks.add_parser("grade", help="run every submitted notebook with a time limit; write points and "
-                                           "feedback", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    grade.add_argument("submissions", metavar="SUBMISSIONS",
-                       help="a folder of <student>.ipynb files or <student>/ folders of notebooks")
-    grade.add_argument("--out", default="grades.csv", help="the CSV of points per exercise and total")
-    grade.add_argument("--feedback", default=None, help="folder of <student>.md (default: feedback/)")
-    grade.add_argument("--timeout", type=float, default=120.0, help="seconds allowed per notebook")
-    grade.add_argument("--seed", type=int, default=None, help="seed of the checks, one for every student")
-    grade.add_argument("--jobs", type=_positive_int, default=1, help="notebooks graded at the same time")
-    grade.set_defaults(func=_exercises_grade)
+    from .exercises.commands import add_exercises_parser
+
+    add_exercises_parser(sub)
 
 
 class _Parser(argparse.ArgumentParser):
