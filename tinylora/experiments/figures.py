@@ -27,6 +27,7 @@ from .drawing import (
     _some_ticks,
 )
 from .folder import check_writable_folder
+from .forgetting import FORGETTING_FIGURES
 from .results import FIGURES_DIR, TASKS, is_diverged, load_results
 from .summary import (
     MissingData,
@@ -376,6 +377,7 @@ FIGURES = {
     "planted_knee": figure_planted_knee,
     "budget": figure_budget,
     "scaling": figure_scaling,
+    **FORGETTING_FIGURES,  # learning against forgetting; a real model's metrics against rank
 }
 
 

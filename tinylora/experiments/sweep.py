@@ -36,6 +36,7 @@ from ..data import CORPORA
 from ..io import atomic_writer
 from ..train import progress_bar
 from .folder import SweepFolderBusy, check_writable_folder, folder_lock
+from .llm_task import LLM_MODELS, LLM_TASKS, llm_runs
 from .results import (
     DAMAGED_NAME,
     RESULTS_NAME,
@@ -47,7 +48,7 @@ from .results import (
     read_results,
     set_aside_damaged,
 )
-from .tasks import BUDGET_CONFIGS, TASK_DEFAULTS, RunSpec, run
+from .tasks import BUDGET_CONFIGS, TASK_DEFAULTS, RunSpec, run, spec_from_dict
 from .workers import make_process_pool, stop_executor
 
 __all__ = ["SweepConfig", "run_sweep", "read_results", "validate_against_model", "make_executor",
@@ -88,15 +89,21 @@ class SweepConfig:
     corpus: str = "recipes"
     k_star: int = 4
     batch_size: int = 16
+    model: str | None = None          # a real model (llm_task.LLM_MODELS) for its tasks; None: the toy base
 
     def __post_init__(self):
         notes = []
         for name in ("tasks", "ranks", "targets", "seeds"):  # --ranks 1,1 runs rank 1 once
             object.__setattr__(self, name, _collapse(name, tuple(getattr(self, name)), notes))
         object.__setattr__(self, "_notes", tuple(notes))
-        unknown = [t for t in self.tasks if t not in TASKS]
+        if self.model is not None:
+            check_choice("model", self.model, LLM_MODELS, where="SweepConfig")
+        known = LLM_TASKS if self.model else TASKS
+        unknown = [t for t in self.tasks if t not in known]
         if unknown or not self.tasks:
-            raise ValueError(f"unknown task(s) {unknown or list(self.tasks)}; choose from {list(TASKS)}")
+            which = f" of model {self.model!r}" if self.model else ""
+            raise ValueError(f"unknown task(s) {unknown or list(self.tasks)}; "
+                             f"choose from {list(known)}{which}")
         if not self.ranks or not all(is_int(r) and r > 0 for r in self.ranks):
             raise ValueError(f"ranks must be a non-empty list of positive ints, got {list(self.ranks)}")
         if not self.seeds or not all(is_int(s) for s in self.seeds):
@@ -126,11 +133,14 @@ class SweepConfig:
     def quick(cls, **overrides) -> "SweepConfig":
         return cls(**{"ranks": (1, 4, 8), "steps": 25, **overrides})
 
-    def to_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+    def to_dict(self) -> dict:  # no "model" key for the toy base, so older sweep.json files still match
+        d = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        return {k: v for k, v in d.items() if k != "model" or v is not None}
 
     def runs(self) -> list[RunSpec]:
         """Every run of the sweep, in a fixed order."""
+        if self.model is not None:
+            return llm_runs(self)
         specs = []
         for task in self.tasks:
             defaults = TASK_DEFAULTS["planted" if task == "planted" else "domain"]
@@ -157,6 +167,13 @@ def validate_against_model(config: SweepConfig) -> None:
     """Check ranks, targets and k* against the base model before any run starts (nothing is written)."""
     from ..lora import LoraConfig, find_targets  # the check apply_lora makes, without changing the model
     from ..pretrained import load_base
+    if config.model is not None:
+        from ..hub import load_pretrained
+        model, _ = load_pretrained(config.model)
+        for spec in config.runs():
+            targets = "all-linear" if tuple(spec.targets) == ("all-linear",) else spec.targets
+            find_targets(model, LoraConfig(r=spec.rank or 1, target_modules=targets))
+        return
     model, _ = load_base()
     modules = dict(model.named_modules())
     for spec in config.runs():
@@ -289,7 +306,7 @@ def _diverged(spec: RunSpec, step: int | None, why: str, result: dict | None = N
 
 def run_checked(spec_dict: dict, progress: bool = False) -> dict:
     """``tasks.run``; a run that diverges comes back as a ``status: "diverged"`` line (see the module doc)."""
-    spec = RunSpec.from_dict(spec_dict)
+    spec = spec_from_dict(spec_dict)
     try:
         result = run(spec, progress=progress)
     except FloatingPointError as err:  # fit stops at the first non-finite loss, naming the step
@@ -308,9 +325,11 @@ def run_checked(spec_dict: dict, progress: bool = False) -> dict:
 def _finished_runs(out, wanted: dict) -> dict:
     """run_id -> results line, for each run of this sweep in DIR/results.jsonl (the first line of a run)."""
     finished = {}
+    legacy = {getattr(spec, "legacy_run_id", run_id): run_id for run_id, spec in wanted.items()}
     for line in read_results(out, required=("task", "method", "run_id")):
-        if line["run_id"] in wanted and line["run_id"] not in finished:
-            finished[line["run_id"]] = line
+        run_id = legacy.get(line["run_id"], line["run_id"])  # planted ids before they named their layers
+        if run_id in wanted and run_id not in finished:
+            finished[run_id] = line
     return finished
 
 

@@ -12,6 +12,11 @@ the line that the sweep appends to ``results.jsonl``.
 - ``budget``: the domain task at a fixed adapter size, spent on different matrices
   ({q} r=8, {v} r=8, {q,v} r=4, {q,k,v,o} r=2; LoRA paper, Table 5).
 - ``scaling``: the domain task across ranks with α/r against rsLoRA's α/√r.
+- ``cards``: a real model (SmolLM2-135M-Instruct) learns a house style; run by ``llm_task``
+  (``spec_from_dict`` and ``run`` hand its specs there).
+
+The domain-like tasks also measure forgetting: ``forget_loss`` is the held-out loss on the fables
+the base was pre-trained on (``base_forget_loss`` before fine-tuning).
 """
 from __future__ import annotations
 
@@ -51,6 +56,8 @@ from ..pretrained import load_base
 from ..tensor import Tensor, no_grad
 from ..train import estimate_loss, fit
 from .analysis import amplification_factor, random_baseline_spectrum
+from .llm_task import LLM_TASKS, LlmRunSpec
+from .llm_task import run as run_llm
 from .results import TASKS
 
 # Per-task defaults: steps, the LoRA learning rate and the full fine-tuning learning rate.
@@ -94,11 +101,25 @@ class RunSpec:
         check_choice("method", self.method, ("lora", "full"), where="RunSpec")
 
     @property
+    def adapted(self) -> tuple:
+        """The layers a run trains: the planted layers in the planted task, else ``targets``."""
+        return self.planted_layers if self.task == "planted" else self.targets
+
+    @property
     def run_id(self) -> str:
+        """``task-rank-layers-seed-digest``; the digest of every field is what identifies the run."""
+        return self._id(self.adapted)
+
+    @property
+    def legacy_run_id(self) -> str:
+        """The id before it named the planted layers (it said ``targets``); resume accepts it too."""
+        return self._id(self.targets)
+
+    def _id(self, layers) -> str:
         digest = hashlib.sha1(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:10]
         rank = "full" if self.method == "full" else f"r{self.rank}"
         scale = "-rs" if self.rslora else ""
-        return f"{self.task}-{rank}{scale}-{'+'.join(self.targets)}-s{self.seed}-{digest}"
+        return f"{self.task}-{rank}{scale}-{'+'.join(layers)}-s{self.seed}-{digest}"
 
     def to_dict(self) -> dict:
         return {**asdict(self), "targets": list(self.targets), "planted_layers": list(self.planted_layers)}
@@ -108,14 +129,21 @@ class RunSpec:
         return cls(**{**d, "targets": tuple(d["targets"]), "planted_layers": tuple(d["planted_layers"])})
 
 
-def run(spec: RunSpec | dict, progress: bool = False) -> dict:
+def spec_from_dict(d: dict) -> RunSpec | LlmRunSpec:
+    """The spec a results line's ``spec`` describes: a real-model task's ``LlmRunSpec``, else ``RunSpec``."""
+    return (LlmRunSpec if d.get("task") in LLM_TASKS else RunSpec).from_dict(d)
+
+
+def run(spec: RunSpec | LlmRunSpec | dict, progress: bool = False) -> dict:
     """Run one configuration and return its results line (see ``docs/analysis.md`` for the schema)."""
-    spec = RunSpec.from_dict(spec) if isinstance(spec, dict) else spec
+    spec = spec_from_dict(spec) if isinstance(spec, dict) else spec
+    if isinstance(spec, LlmRunSpec):
+        return run_llm(spec, progress, blas_threads=RUN_BLAS_THREADS)
     start = time.perf_counter()
     with threadpool_limits(limits=RUN_BLAS_THREADS, user_api="blas"):
         result = (_run_planted if spec.task == "planted" else _run_domain)(spec, progress)
     trainable, total = result.pop("_counts")
-    targets = spec.planted_layers if spec.task == "planted" else spec.targets
+    targets = spec.adapted
     result.update(blas_threads=RUN_BLAS_THREADS, run_id=spec.run_id, task=spec.task, method=spec.method,
                   rank=spec.rank, targets=list(targets), alpha=spec.alpha, rslora=spec.rslora, seed=spec.seed,
                   steps=spec.steps, lr=spec.lr, spec=spec.to_dict(), trainable_params=trainable,
@@ -217,19 +245,25 @@ def domain_splits(corpus: str, n_chars: int = 60_000):
     return train_val_split(CharTokenizer().encode(load_corpus(corpus, n_chars=n_chars, seed=0)), 0.1)
 
 
+def fables_held_out(n_chars: int = 60_000):
+    """Token ids of held-out fables (the base's pre-training text): what the forgetting measure reads."""
+    return train_val_split(CharTokenizer().encode(load_corpus("fables", n_chars=n_chars, seed=0)), 0.1)[1]
+
+
 def _run_domain(spec: RunSpec, progress: bool) -> dict:
     model, tokenizer = load_base()
     train_ids, val_ids = domain_splits(spec.corpus)
-    base_val = estimate_loss(model, val_ids, batch_size=spec.batch_size, max_batches=EVAL_BATCHES,
-                             block_size=spec.block_size)
+    fables = fables_held_out()
+    held_out = lambda ids: estimate_loss(model, ids, batch_size=spec.batch_size,  # noqa: E731
+                                         max_batches=EVAL_BATCHES, block_size=spec.block_size)
+    base_val, base_forget = held_out(val_ids), held_out(fables)
     W0 = _weights(model, _layer_names(model, spec.targets))
     _make_trainable(model, spec)
     history = fit(model, train_ids, steps=spec.steps, batch_size=spec.batch_size, block_size=spec.block_size,
                   lr=spec.lr, warmup_steps=max(1, spec.steps // 10), seed=spec.seed, progress=progress,
                   desc=f"{spec.task} {'full' if spec.method == 'full' else f'r={spec.rank}'}")
-    metrics = {"val_loss": estimate_loss(model, val_ids, batch_size=spec.batch_size, max_batches=EVAL_BATCHES,
-                                         block_size=spec.block_size),
-               "base_val_loss": base_val, "accuracy": None}
+    metrics = {"val_loss": held_out(val_ids), "base_val_loss": base_val, "accuracy": None,
+               "forget_loss": held_out(fables), "base_forget_loss": base_forget}
     if spec.corpus == "arithmetic":
         metrics["accuracy"] = arithmetic_accuracy(model, tokenizer)
     return {"metrics": metrics, "curve": {"step": history["step"], "train_loss": history["train_loss"]},
