@@ -53,9 +53,11 @@ def _metric(run: dict, name: str) -> float | None:
 
 
 def _targets(run: dict) -> str:
+    targets = run.get("targets")
+    if run.get("method") == "full" and run.get("model") and isinstance(targets, list):
+        return "+".join(targets) + ", full rank"  # a real model's full runs train only these layers
     if run.get("method") == "full":
         return "planted layers, full rank" if run.get("task") == "planted" else "all weights"
-    targets = run.get("targets")
     if isinstance(targets, str):
         return targets
     return "+".join(targets) if isinstance(targets, list) and targets else "?"
