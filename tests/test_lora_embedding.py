@@ -192,6 +192,16 @@ def test_an_embedding_adapter_takes_part_in_a_weighted_merge_like_a_linear_one()
     np.testing.assert_allclose(got, want, **EXACT)
 
 
+def test_an_embedding_adapter_saves_and_loads_with_the_same_update(tmp_path):
+    model = lora.apply_lora(GPT(TINY, seed=0).to(np.float64),
+                            LoraConfig(r=2, target_modules=["wte", "q_proj"], init_lora_weights=False))
+    lora.save_adapter(model, tmp_path)
+    fresh = lora.load_adapter(GPT(TINY, seed=0).to(np.float64), tmp_path)
+    assert isinstance(fresh.wte, LoraEmbedding)
+    np.testing.assert_array_equal(lora.get_delta_weights(fresh)["wte"], lora.get_delta_weights(model)["wte"])
+    np.testing.assert_array_equal(fresh(IDS)[0].numpy(), model(IDS)[0].numpy())
+
+
 # ---- 6. parity with PEFT ---------------------------------------------------------------------------------
 @pytest.mark.slow  # importing torch and peft
 def test_lookup_update_and_merged_table_match_peft():

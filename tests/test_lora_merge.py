@@ -281,6 +281,19 @@ def test_a_merged_adapter_in_float32_stays_float32():
     assert (adapter.lora_A.dtype, adapter.lora_B.dtype) == (np.float32, np.float32)
 
 
+def test_a_merged_adapter_lives_on_the_models_device_and_gives_the_same_update(backend):
+    """The merge runs on the host; the new factors go back to the device the adapters are on."""
+    device = "cpu" if backend == "numpy" else "cuda"
+    on_host = gpt_with_merged_adapter()
+    model = GPT(TINY, seed=0).to(np.float64).to(device)
+    for seed, name in enumerate(["a", "b"]):
+        add_adapter(model, name, LoraConfig(r=2, lora_alpha=4, init_lora_weights=False, seed=seed))
+    add_weighted_adapter(model, ["a", "b"], [0.7, 0.3], "mix", combination_type="svd", svd_rank=3)
+    adapter = model.blocks[0].attn.q_proj.adapters["mix"]
+    assert adapter.lora_A.device == adapter.lora_B.device == device
+    assert_deltas_equal(delta(model, "mix"), delta(on_host, "mix"))
+
+
 def test_cat_covers_the_union_of_the_targets_with_zero_where_an_adapter_is_absent():
     model = GPT(TINY, seed=0).to(np.float64)
     add_adapter(model, "q", LoraConfig(r=2, target_modules=["q_proj"], init_lora_weights=False, seed=0))
