@@ -241,3 +241,29 @@ def test_lookup_update_and_merged_table_match_peft():
         reference.merge_adapter()
         layer.merge()
         np.testing.assert_allclose(layer.base_layer.weight.numpy(), theirs.base_layer.weight.numpy(), **EXACT)
+
+
+@pytest.mark.slow  # importing torch, transformers and peft
+def test_peft_also_adapts_only_the_lookup_of_a_tied_table_and_merging_changes_its_head():
+    """The reference behaviour the tied-head tests above match, on transformers' tiny tied Llama."""
+    torch = pytest.importorskip("torch")
+    peft = pytest.importorskip("peft")
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    config = transformers.LlamaConfig(vocab_size=16, hidden_size=8, intermediate_size=16, num_hidden_layers=1,
+                                      num_attention_heads=2, num_key_value_heads=1, tie_word_embeddings=True)
+    base = transformers.LlamaForCausalLM(config).double()
+    W0 = base.lm_head.weight.detach().clone()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # PEFT warns about the tied table, as tinylora does
+        model = peft.get_peft_model(base, peft.LoraConfig(r=2, target_modules=["embed_tokens"],
+                                                          init_lora_weights=False))
+        table = model.base_model.model.model.embed_tokens
+        ids = torch.from_numpy(IDS % 16)
+        with torch.no_grad():
+            hidden = model.base_model.model.model(ids).last_hidden_state
+            assert torch.equal(model.base_model.model.lm_head.weight, W0)
+            torch.testing.assert_close(model(ids).logits, hidden @ W0.T)
+            model.merge_adapter()
+            merged = W0 + table.get_delta_weight("default")                  # (V, D)
+            torch.testing.assert_close(model.base_model.model.lm_head.weight, merged)
