@@ -216,6 +216,7 @@ REGIMES = {  # exercise -> (what is measured over one call's cases, the least va
     "sequences longer than 16 (10)": (10, _longest("scores", -1), 17),
     "a cache longer than 16 (21)": (21, _longest("k_cache", 2), 70),
     "sequences longer than 16 (19)": (19, _longest("x", 2), 40),
+    "a fresh adapter with B = 0 (11)": (11, lambda c: any(not a["B"].any() for a in c[0]), True),
 }
 
 
@@ -225,3 +226,9 @@ def test_every_call_covers_the_edge_regimes(regime, seed):
     number, measure, least = REGIMES[regime]
     value = measure(draw_cases(EXERCISES[number], seed))
     assert value >= least if not isinstance(least, bool) else value is least
+
+
+def test_at_step_0_the_lora_backward_gives_a_zero_dA_and_a_nonzero_dB():
+    args = next(a for a in draw_cases(EXERCISES[11], 5)[0] if not a["B"].any())
+    dA, dB = EXERCISES[11].parts[0].reference(**args)
+    assert np.all(dA == 0) and np.abs(dB).max() > 0.1

@@ -15,7 +15,7 @@ import pytest
 from tinylora.cli import main
 from tinylora.exercises import EXERCISES, total_points
 from tinylora.exercises.export import DEFAULT_SOURCE, export_student_edition
-from tinylora.exercises.grader import find_submissions, grade_folder
+from tinylora.exercises.grader import find_submissions, grade_folder, grade_notebook
 
 SOLUTIONS = DEFAULT_SOURCE / "solutions"
 
@@ -79,6 +79,15 @@ def test_submissions_are_notebook_files_or_folders_of_notebooks(tmp_path):
 def test_grade_refuses_a_timeout_below_one_second(tmp_path):
     with pytest.raises(ValueError, match="timeout"):
         grade_folder(tmp_path, tmp_path / "grades.csv", timeout=0)
+
+
+def test_a_function_that_never_returns_fails_its_own_exercise_and_the_others_are_still_graded(tmp_path):
+    (tmp_path / "loop.ipynb").write_text(notebook(
+        "def causal_mask(T):\n    while True:\n        pass", solution_source(16)))
+    result = grade_notebook(tmp_path / "loop.ipynb", timeout=4, seed=0)   # each check: 1 s
+    assert result["exercises"]["5"]["status"] == "failed"
+    assert "ran past 1 s" in result["exercises"]["5"]["message"]
+    assert result["exercises"]["16"]["status"] == "passed"
 
 
 PARTLY = {1: 2, 5: 1, 6: 1}                  # exercise -> points of the partly wrong submission
