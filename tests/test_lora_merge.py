@@ -218,6 +218,16 @@ def test_ties_frequency_counts_signs_instead_of_adding_values():
     assert combine_tensors(tensors, ones, "ties", density=1.0, majority_sign_method="frequency")[0] == -1.0
 
 
+@pytest.mark.parametrize("kwargs, message", [
+    ({"method": "average"}, r"combine_tensors: method must be one of \['linear', 'ties'"),
+    ({"method": "ties", "density": 0.0}, r"combine_tensors: density must be a number in \(0, 1\], got 0"),
+    ({"method": "linear", "weights": [1.0, 2.0]}, r"1 tensors need as many weights, got 2"),
+])
+def test_combine_tensors_names_a_bad_rule_density_or_weights(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        combine_tensors([np.ones(3)], **{"weights": [1.0], **kwargs})
+
+
 # ---- 5. the new adapter is a normal adapter -------------------------------------------------------------
 TINY = GPTConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=8)
 

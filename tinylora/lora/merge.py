@@ -77,6 +77,7 @@ DELTA_TYPES = ("svd", "ties_svd", "dare_linear_svd", "dare_ties_svd", "magnitude
 COMBINATION_TYPES = ("cat", *FACTOR_TYPES, *DELTA_TYPES)
 DENSITY_TYPES = ("ties", "dare_linear", "dare_ties", "magnitude_prune", *DELTA_TYPES[1:])
 SIGN_METHODS = ("total", "frequency")
+RULES = FACTOR_TYPES  # the rules combine_tensors applies: the factor types' names, on any tensors
 
 
 # ---- the rules, on a stack of task tensors (host float64) ---------------------------------------
@@ -110,12 +111,20 @@ def disjoint_merge(weighted: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 def combine_tensors(tensors: list, weights, method: str, density: float | None = None,
                     majority_sign_method: str = "total", rng: np.random.Generator | None = None):
-    """One tensor from ``tensors`` (equal shapes) and their ``weights`` by ``method``: "linear",
-    "magnitude_prune", "ties", "dare_linear" or "dare_ties" (see the module docstring).
+    """One tensor from ``tensors`` (equal shapes, host arrays) and their ``weights`` by ``method``: "linear",
+    "magnitude_prune", "ties", "dare_linear" or "dare_ties" (see the module docstring). ``density`` in
+    (0, 1] for all but "linear"; ``rng`` draws DARE's masks (default: a generator seeded with 0).
 
     >>> combine_tensors([np.array([1.0, -2.0]), np.array([3.0, 1.0])], [1.0, 1.0], "ties", density=1.0)
     array([ 2., -2.])
     """
+    check_choice("method", method, RULES, where="combine_tensors")
+    check_choice("majority_sign_method", majority_sign_method, SIGN_METHODS, where="combine_tensors")
+    if method != "linear":
+        check_real("density", density, low=0.0, high=1.0, low_inclusive=False, where="combine_tensors")
+    if len(weights) != len(tensors):
+        raise ValueError(f"combine_tensors: {len(tensors)} tensors need as many weights, got {len(weights)}")
+    rng = np.random.default_rng(0) if rng is None else rng
     stack = np.stack([np.asarray(t, dtype=np.float64) for t in tensors])          # (n, ...)
     if method in ("magnitude_prune", "ties"):
         stack = np.stack([prune_by_magnitude(t, density) for t in stack])
