@@ -22,7 +22,7 @@ Merging factors (the rule is applied to the A_i and to the B_i separately; PEFT'
 
 - ``"linear"``: with c_i = w_i·s_i, A = Σ_i sign(c_i)·√|c_i|·A_i and B = Σ_i √|c_i|·B_i. Then
   B·A = Σ_i c_i·B_i·A_i + Σ_{i≠j} √|c_i|·sign(c_j)·√|c_j|·B_i·A_j: the cross terms B_i·A_j mix one
-  adapter's output directions with another's input directions. For w = (1, −1) and c = (1, 1) the
+  adapter's output directions with another's input directions. For w = (1, −1) and s = (1, 1) the
   update is (B_1 + B_2)(A_1 − A_2), not B_1·A_1 − B_2·A_2 (peft#3013). Exact only for one adapter,
   or when the cross terms vanish (B_i·A_j = 0). Cheap: the rank stays r, so all ranks must be equal.
 - ``"ties"``, ``"dare_linear"``, ``"dare_ties"``, ``"magnitude_prune"``: the same, with the rule applied
