@@ -232,3 +232,13 @@ def test_at_step_0_the_lora_backward_gives_a_zero_dA_and_a_nonzero_dB():
     args = next(a for a in draw_cases(EXERCISES[11], 5)[0] if not a["B"].any())
     dA, dB = EXERCISES[11].parts[0].reference(**args)
     assert np.all(dA == 0) and np.abs(dB).max() > 0.1
+
+
+@pytest.mark.parametrize("kwargs, error, words", [
+    ({"seed": "7"}, TypeError, "seed must be an int, got '7'"),
+    ({"seed": -1}, ValueError, "seed must be a non-negative int, got -1"),
+    ({"hint": "yes"}, TypeError, "hint must be True or False, got 'yes'"),
+])
+def test_a_bad_seed_or_hint_is_refused_with_its_name(kwargs, error, words):
+    with pytest.raises(error, match=words):
+        CHECKERS[5](*solution(5), **kwargs)

@@ -33,6 +33,7 @@ from typing import Callable
 
 import numpy as np
 
+from .._validate import check_bool, check_int
 from ..tensor import Tensor
 
 __all__ = ["ExerciseNotDone", "Verdict", "Output", "Mistake", "Part", "Exercise", "Result", "run", "check",
@@ -363,7 +364,7 @@ def _run_part(ex: Exercise, part: Part, fn, cases: list[dict], label: str):
 def run(ex: Exercise, fns, seed: int | None = None) -> Result:
     """Grade the functions ``fns`` (one per part) on the cases of ``seed`` (a fresh seed when None)."""
     __tracebackhide__ = True
-    seed = new_seed() if seed is None else int(seed)
+    seed = new_seed() if seed is None else check_int("seed", seed, low=0, where=f"exercise {ex.number}")
     fns = list(fns)
     for part, fn in zip(ex.parts, fns):
         if not callable(fn):
@@ -399,6 +400,7 @@ def reset_failures() -> None:
 def check(ex: Exercise, fns, seed: int | None = None, hint: bool = False) -> bool:
     """Print ✓ and return True, or raise AssertionError with the staged message."""
     __tracebackhide__ = True
+    check_bool("hint", hint, where=ex.checker or "check")
     result = run(ex, fns, seed)
     if result.passed:
         print(f"✓ Exercise {ex.number} passed ({result.cases} cases, seed {result.seed})")

@@ -56,6 +56,19 @@ class Grade:
 
 
 # ---- the worker: runs in the child process -----------------------------------------------------
+class _Tail(io.StringIO):
+    """Keeps only the last ``_OUTPUT_LIMIT`` characters written (a notebook may print without end)."""
+
+    def write(self, text) -> int:
+        super().write(str(text))
+        if self.tell() > 4 * _OUTPUT_LIMIT:
+            kept = self.getvalue()[-_OUTPUT_LIMIT:]
+            self.seek(0)
+            self.truncate()
+            super().write(kept)
+        return len(text)
+
+
 class _Timeout(BaseException):
     """An exercise's checker ran past its own limit (the notebook's limit still holds)."""
 
@@ -131,7 +144,7 @@ def _check_one(number: int, namespace: dict, seed: int, limit: float, output: io
 
 
 def _worker(notebook: str, result_path: str, seed: int, limit: float) -> int:
-    notes, output, namespace = [], io.StringIO(), {"__name__": "__submission__"}
+    notes, output, namespace = [], _Tail(), {"__name__": "__submission__"}
     try:
         cells = _cells(Path(notebook))
     except (OSError, ValueError, UnicodeDecodeError) as err:
