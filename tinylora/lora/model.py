@@ -55,8 +55,8 @@ def find_targets(model: Module, config: LoraConfig) -> list[str]:
         linear = set(_linear_names(model))
         suffixes = sorted({n.split(".")[-1] for n in linear})
         tables = sorted({n.split(".")[-1] for n in names if n not in linear})
-        raise ValueError(f"target_modules {config.target_modules!r} matched no Linear or Embedding layer of "
-                         f"this {type(model).__name__}. Valid names are the suffixes {suffixes} (and the "
+        raise ValueError(f"target_modules {config.target_modules!r} matched no Linear layer (nor Embedding) "
+                         f"of this {type(model).__name__}. Valid names are the suffixes {suffixes} (and the "
                          f"Embedding suffixes {tables}), any full name such as {names[0]!r}, a regex over "
                          "full names, or 'all-linear'")
     for n in targets:
