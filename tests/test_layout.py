@@ -16,9 +16,10 @@ PACKAGE = ROOT / "tinylora"
 
 # The layers, lowest first. A module may import from its own layer or a lower one, never a higher.
 LAYERS = [
-    {"_validate", "backend", "host_memory", "quant", "nf4"},
+    {"_validate", "backend", "host_memory", "quant", "nf4", "grad_mode", "_saved", "_broadcast", "fake_cupy"},
     {"tensor"},
-    {"_op_checks", "array_ops", "functional", "gradcheck", "io", "llama_ops", "gguf_file", "quant_ops"},
+    {"_op_checks", "array_ops", "functional", "gradcheck", "io", "llama_ops", "gguf_file", "quant_ops",
+     "attention"},
     {"module", "nn", "optim", "memory"},
     {"tokenizers", "corpora", "data"},
     {"models", "lora", "gpt", "checkpoint"},  # gpt.py and checkpoint.py: re-export shims for old imports
@@ -76,7 +77,12 @@ PUBLIC_NAMES = {
                       "delete_adapter", "disable_adapters", "load_adapter", "lora_layers",
                       "lora_plus_param_groups", "merge_and_unload", "merge_lora",
                       "print_trainable_parameters",
-                      "save_adapter", "set_adapter", "unload", "unmerge_lora", "get_delta_weights"],
+                      "save_adapter", "set_adapter", "unload", "unmerge_lora", "get_delta_weights",
+                      "add_weighted_adapter", "LoraEmbedding"],
+    "tinylora.lora.merge": ["add_weighted_adapter", "combine_tensors", "prune_at_random",
+                            "prune_by_magnitude", "majority_sign_mask", "disjoint_merge",
+                            "COMBINATION_TYPES"],
+    "tinylora.lora.embedding": ["LoraEmbedding"],
     "tinylora.nn": ["Dropout", "Embedding", "GELU", "LayerNorm", "Linear", "Module", "ModuleList",
                     "Parameter", "Sequential"],
     "tinylora.optim": ["AdamW", "SGD", "WarmupCosine", "clip_grad_norm_", "warmup_cosine"],
