@@ -70,6 +70,10 @@ SWEEP_BAD = [
     (["--scheduler", "tcp://127.0.0.1:9"], "cannot reach the Dask scheduler at 'tcp://127.0.0.1:9'"),
     (["--quick", "--ranks", "0"], "argument --ranks"),
     (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
+    (["--targets", ""], "targets must be a non-empty list of module names, got []"),
+    (["--task", ""], "unknown task(s) []"),
+    (["--ranks", "99999999999999999999", "--task", "domain"], "r=99999999999999999999 is larger than"),
+    (["--lr", "1e400"], "argument --lr: expected a finite number > 0, got '1e400'"),
 ]
 
 
@@ -99,6 +103,11 @@ OTHER_BAD = [
     (["generate", "--model", "missing.npz"], "missing.npz"),
     (["pretrain", "--steps", "0"], "argument --steps"),
     (["pretrain", "--corpus-chars", "0"], "argument --corpus-chars"),
+    (["pretrain", "--out", ""], "argument --out: expected a non-empty text, got ''"),
+    (["sweep", "--out", ""], "argument --out: expected a non-empty text, got ''"),
+    (["plot", ""], "argument directory: expected a non-empty text, got ''"),
+    (["demo", "--steps", "1e3"], "argument --steps: expected an integer, got '1e3'"),
+    (["generate", "--model", "missing.gguf"], "no file or folder at 'missing.gguf'"),
     (["plot", "missing"], "no results.jsonl in"),
     (["report", "missing"], "no results.jsonl in"),
     (["bench", "nothing"], "argument which: invalid choice: 'nothing'"),

@@ -231,7 +231,7 @@ def _add_pretrain(sub) -> None:
     pre = sub.add_parser("pretrain", help="pre-train the base GPT on the generated base mixture (fables, "
                                           "cookbook recipes, sums) and save it",
                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    pre.add_argument("--out", default="base_model.npz",
+    pre.add_argument("--out", type=_non_empty, default="base_model.npz",
                      help="where to write the checkpoint (.npz); checked writable before training starts")
     pre.add_argument("--steps", type=_positive_int, default=PRETRAIN_DEFAULTS["steps"], help="training steps")
     pre.add_argument("--seed", type=int, default=PRETRAIN_DEFAULTS["seed"],
@@ -316,7 +316,7 @@ def _add_sweep(sub) -> None:
         help="target corpus of the domain task: recipes or arithmetic (default: recipes)")
     add("--k-star", type=_positive_int, default=None,
         help="rank of the planted update in the planted task, 1 to 16 (default: 4)")
-    add("--out", default="runs/sweep",
+    add("--out", type=_non_empty, default="runs/sweep",
         help="output folder: results.jsonl, summary.csv, figures/ (default: runs/sweep)")
     add("--workers", type=_positive_int, default=1, help="local worker processes (default: 1 = serial)")
     add("--scheduler", default=None,
@@ -327,7 +327,7 @@ def _add_sweep(sub) -> None:
 
 def _add_plot_and_report(sub) -> None:
     plot = sub.add_parser("plot", help="draw every figure of a sweep folder from its results.jsonl")
-    plot.add_argument("directory", help="a sweep output folder")
+    plot.add_argument("directory", type=_non_empty, help="a sweep output folder")
     plot.set_defaults(func=_plot)
     report = sub.add_parser("report", help="print a Markdown summary table of a sweep folder")
     report.add_argument("directory", help="a sweep output folder")
