@@ -1,7 +1,7 @@
 """The ``cards`` task: a person described in words, answered in a fixed one-line JSON card.
 
 A chat model asked "New contact: Vera (41), florist in Ghent." answers in prose by itself. In
-the house style of this task the answer is always the same card, keys in the same order:
+the house style of this task the answer is always the same card, keys in the same order::
 
     {"name": "Vera", "age": 41, "job": "florist", "city": "Ghent"}
 

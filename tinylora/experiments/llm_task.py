@@ -41,7 +41,7 @@ __all__ = ["LLM_TASKS", "LLM_MODELS", "LLM_DEFAULTS", "LlmRunSpec", "llm_runs", 
 LLM_TASKS = ("cards",)
 LLM_MODELS = ("smollm2-135m-instruct",)
 # Sized for 2 shared CPU cores: a step of 4 sequences of about 75 tokens takes about 2.5 CPU-seconds.
-LLM_DEFAULTS = {"cards": dict(steps=20, lr=2e-3, full_lr=1e-4, init="kaiming")}
+LLM_DEFAULTS = {"cards": dict(steps=16, lr=2e-3, full_lr=1e-4, init="kaiming")}
 IGNORE_INDEX = -100
 
 
@@ -57,7 +57,7 @@ class LlmRunSpec:
     alpha: float = 16.0
     rslora: bool = False
     seed: int = 0
-    steps: int = 20
+    steps: int = 16
     lr: float = 2e-3
     batch_size: int = 4
     init: str = "kaiming"
@@ -196,6 +196,21 @@ def _samples(model, tokenizer, pairs, max_new_tokens: int) -> list[dict]:
     return replies
 
 
+_BASE_MEASURES: dict = {}
+
+
+def _base_measures(spec: LlmRunSpec, model, tokenizer, held_out, forget, sample_pairs):
+    """The base's held-out stats, forgetting stats and samples, measured once per process for the same
+    evaluation settings (a worker that runs several ranks reuses them; they do not depend on the run)."""
+    key = (spec.model, spec.task, spec.n_eval, spec.n_forget, spec.n_samples, spec.max_new_tokens)
+    if key not in _BASE_MEASURES:
+        pad_id = tokenizer.token_to_id(END_OF_TURN)
+        _BASE_MEASURES[key] = (answer_stats(model, held_out, pad_id), answer_stats(model, forget, pad_id),
+                               _samples(model, tokenizer, sample_pairs, spec.max_new_tokens))
+    stats, forget_stats, samples = _BASE_MEASURES[key]
+    return dict(stats), dict(forget_stats), [dict(s) for s in samples]
+
+
 def _adapter_bytes(model) -> int:
     with tempfile.TemporaryDirectory() as folder:
         save_adapter(model, folder)
@@ -220,8 +235,8 @@ def run(spec: LlmRunSpec | dict, progress: bool = False, blas_threads: int = 1) 
         train, held_out, sample_pairs = _card_data(spec, tokenizer)
         forget = [encode_chat(tokenizer, a["prompt"], a["answer"], a["ended"])
                   for a in load_base_answers()[:spec.n_forget]]
-        base, base_forget = answer_stats(model, held_out, pad_id), answer_stats(model, forget, pad_id)
-        base_samples = _samples(model, tokenizer, sample_pairs, spec.max_new_tokens)
+        base, base_forget, base_samples = _base_measures(spec, model, tokenizer, held_out, forget,
+                                                         sample_pairs)
         _make_trainable(model, spec)
         history = fit(model, _sampler(train, spec.batch_size, pad_id), steps=spec.steps, lr=spec.lr,
                       block_size=1,  # unused: the sampler makes whole padded batches
