@@ -59,7 +59,15 @@ def rms_norm(x, weight=None, eps: float = 1e-6) -> Tensor:
 
 
 def _sigmoid(a, xp):
-    return xp.exp(-xp.logaddexp(0, -a))  # 1 / (1 + e^-a) without overflow
+    """1 / (1 + e^-a) from e = e^-|a|, which never overflows: 1 / (1 + e) for a >= 0, e / (1 + e) below.
+    One exp, where exp(-logaddexp(0, -a)) took three transcendentals; in place on the arrays it makes."""
+    e = xp.abs(a)                    # (...), a new array
+    xp.negative(e, out=e)
+    xp.exp(e, out=e)                 # e^-|a|, in (0, 1]
+    s = xp.where(a >= 0, 1.0, e)     # (...), the numerator
+    e += 1.0
+    s /= e
+    return s
 
 
 def silu(x) -> Tensor:
