@@ -147,7 +147,7 @@ def _chat(args) -> int:
 def _bench(args) -> int:
     import importlib
 
-    module = importlib.import_module(f"tinylora.bench.{args.which}")
+    module = importlib.import_module(f"tinylora.bench.{args.which.replace('-', '_')}")  # llm-lora: llm_lora
     return module.main(args.bench_args) or 0
 
 
@@ -336,8 +336,8 @@ def _add_plot_and_report(sub) -> None:
 
 def _add_bench(sub) -> None:
     bench = sub.add_parser("bench",
-                           help="run a benchmark: engine, gpt, lora or llm (extra args go to the benchmark)")
-    bench.add_argument("which", choices=["engine", "gpt", "lora", "llm"], help="which benchmark")
+                           help="run a benchmark: engine, gpt, lora, llm or llm-lora (extra args go to it)")
+    bench.add_argument("which", choices=["engine", "gpt", "lora", "llm", "llm-lora"], help="which benchmark")
     bench.add_argument("bench_args", nargs=argparse.REMAINDER,
                        help="arguments for the benchmark (see its --help)")
     bench.set_defaults(func=_bench)
