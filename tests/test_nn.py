@@ -350,7 +350,7 @@ def test_dropout_with_the_same_seed_draws_the_same_masks(backend, make):
 
 def test_zero_grad_sets_every_gradient_to_none():
     layer = Linear(2, 2)
-    layer.weight.grad, layer.bias.grad = np.ones((2, 2)), np.ones(2)
+    layer.weight.grad, layer.bias.grad = np.ones((2, 2), np.float32), np.ones(2, np.float32)
     layer.zero_grad()
     assert layer.weight.grad is None and layer.bias.grad is None
 

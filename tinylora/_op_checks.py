@@ -59,3 +59,25 @@ def check_range(ids, size: int, name: str, fn: str, ignore=None) -> None:
     if bool(bad.any()):  # one device-to-host sync, a single bool
         value = int(ids[bad].reshape(-1)[0].item())
         raise ValueError(f"{fn}: {name} {value} is out of range; valid values are [0, {size})")
+
+
+def float_tensor(x: Tensor, name: str, fn: str) -> Tensor:
+    """``x`` itself when its dtype is floating; a TypeError naming it otherwise (no silent float64)."""
+    if x.dtype.kind != "f":
+        raise TypeError(f"{fn}: {name} must be a floating-point tensor (float16/32/64), got dtype {x.dtype}; "
+                        f"convert it first, e.g. Tensor(data, dtype=np.float32)")
+    return x
+
+
+def nonempty_axis(x: Tensor, axis: int, name: str, fn: str) -> None:
+    """A ValueError when ``x`` has length 0 along ``axis`` (a softmax or a max over nothing)."""
+    if x.shape[axis] == 0:
+        raise ValueError(f"{fn}: {name} has shape {x.shape}, with length 0 along axis {axis}; "
+                         "there is nothing to normalise over")
+
+
+def tensor_list(tensors, fn: str) -> list:
+    """A list or tuple of tensors (a single Tensor is refused: iterating it would walk its rows)."""
+    if isinstance(tensors, Tensor) or not isinstance(tensors, (list, tuple)):
+        raise TypeError(f"{fn}: tensors must be a list or tuple of Tensors, got {type(tensors).__name__}")
+    return list(tensors)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 
-from ._op_checks import check_axis, same_device, tensor_arg
+from ._op_checks import check_axis, same_device, tensor_arg, tensor_list
 from .backend import device_of
 from .tensor import Tensor, _result, unbroadcast
 
@@ -58,7 +58,7 @@ def where(cond, a, b) -> Tensor:
 
 
 def _check_joinable(tensors, fn: str):
-    tensors = [tensor_arg(t, f"tensors[{i}]", fn) for i, t in enumerate(tensors)]
+    tensors = [tensor_arg(t, f"tensors[{i}]", fn) for i, t in enumerate(tensor_list(tensors, fn))]
     if not tensors:
         raise ValueError(f"{fn}: needs at least one tensor, got an empty sequence")
     xp = same_device(fn, **{f"tensors[{i}]": t for i, t in enumerate(tensors)})

@@ -15,15 +15,23 @@ array([[0.09 , 0.245, 0.665]], dtype=float32)
 """
 from __future__ import annotations
 
-import functools
 import math
-import numbers
 
-from ._op_checks import check_axis, check_range, int_array, same_device, tensor_arg
+from ._op_checks import (
+    check_axis,
+    check_range,
+    float_tensor,
+    int_array,
+    nonempty_axis,
+    same_device,
+    tensor_arg,
+)
+from ._validate import check_bool, check_real, is_real
 from .array_ops import concat, stack, where
+from .attention import _causal_mask, _exp_normalise, scaled_dot_product_attention  # noqa: F401
 from .backend import device_of, get_array_module, scatter_add
 from .llama_ops import rms_norm, rope, silu, swiglu
-from .tensor import Tensor, _result, unbroadcast
+from .tensor import Tensor, _result
 
 __all__ = ["linear", "lora_linear", "softmax", "log_softmax", "cross_entropy", "layer_norm", "gelu",
            "dropout", "embedding", "scaled_dot_product_attention", "where", "concat", "stack",
@@ -45,8 +53,10 @@ def linear(x, weight, bias=None) -> Tensor:
     (2, 4)
     """
     x, weight = tensor_arg(x, "x", "linear"), tensor_arg(weight, "weight", "linear")
+    float_tensor(weight, "weight", "linear")
     bias = None if bias is None else tensor_arg(bias, "bias", "linear")
     same_device("linear", x=x, weight=weight, bias=bias)
+    float_tensor(x, "x", "linear")
     if weight.ndim != 2 or x.ndim < 1 or x.shape[-1] != weight.shape[1]:
         raise ValueError(f"linear: x of shape {x.shape} needs last dimension == weight.shape[1] "
                          f"for weight of shape (out, in) = {weight.shape}")
@@ -91,6 +101,11 @@ def lora_linear(x, weight, bias, lora_A, lora_B, scaling: float) -> Tensor:
     A, B = tensor_arg(lora_A, "lora_A", "lora_linear"), tensor_arg(lora_B, "lora_B", "lora_linear")
     bias = None if bias is None else tensor_arg(bias, "bias", "lora_linear")
     same_device("lora_linear", x=x, weight=weight, bias=bias, lora_A=A, lora_B=B)
+    float_tensor(x, "x", "lora_linear")
+    check_real("scaling", scaling, where="lora_linear")
+    if weight.ndim != 2 or A.ndim != 2:
+        raise ValueError(f"lora_linear: weight (out, in) and lora_A (r, in) must be 2-D, got {weight.shape} "
+                         f"and {A.shape}")
     n_out, n_in = weight.shape
     if x.shape[-1] != n_in or A.shape[1:] != (n_in,) or B.shape != (n_out, A.shape[0]):
         raise ValueError(f"lora_linear: shapes do not fit: x {x.shape}, weight (out, in) {weight.shape}, "
@@ -131,8 +146,9 @@ def softmax(x, axis: int = -1) -> Tensor:
     >>> softmax(Tensor(np.array([0.0, 0.0], dtype=np.float32))).data  # host-ok (example input)
     array([0.5, 0.5], dtype=float32)
     """
-    x = tensor_arg(x, "x", "softmax")
+    x = float_tensor(tensor_arg(x, "x", "softmax"), "x", "softmax")
     axis = check_axis(axis, x.ndim, "softmax")
+    nonempty_axis(x, axis, "x", "softmax")
     xp = x.xp
     out = _exp_normalise(x.data - x.data.max(axis=axis, keepdims=True), axis, xp)  # no overflow in exp
 
@@ -145,13 +161,6 @@ def softmax(x, axis: int = -1) -> Tensor:
     return _result(out, (x,), backward)
 
 
-def _exp_normalise(shifted, axis, xp):
-    """Softmax of ``shifted`` along ``axis``, in place (``shifted`` is overwritten)."""
-    xp.exp(shifted, out=shifted)
-    shifted /= shifted.sum(axis=axis, keepdims=True)
-    return shifted
-
-
 def log_softmax(x, axis: int = -1) -> Tensor:
     """``x - log(sum(exp(x)))`` along ``axis``, stable for large logits.
 
@@ -162,8 +171,9 @@ def log_softmax(x, axis: int = -1) -> Tensor:
     >>> log_softmax(Tensor(np.array([1e4, 0.0], dtype=np.float32))).data  # host-ok (example input)
     array([     0., -10000.], dtype=float32)
     """
-    x = tensor_arg(x, "x", "log_softmax")
+    x = float_tensor(tensor_arg(x, "x", "log_softmax"), "x", "log_softmax")
     axis = check_axis(axis, x.ndim, "log_softmax")
+    nonempty_axis(x, axis, "x", "log_softmax")
     xp = x.xp
     out = x.data - x.data.max(axis=axis, keepdims=True)  # shifted; becomes the output in place
     out -= xp.log(xp.exp(out).sum(axis=axis, keepdims=True))
@@ -190,10 +200,13 @@ def cross_entropy(logits, targets, ignore_index=None) -> Tensor:
     >>> round(cross_entropy(logits, np.array([1, 3])).item(), 4)  # host-ok (example input): log(4)
     1.3863
     """
-    logits = tensor_arg(logits, "logits", "cross_entropy")
+    logits = float_tensor(tensor_arg(logits, "logits", "cross_entropy"), "logits", "cross_entropy")
     xp = logits.xp
     if logits.ndim < 1:
         raise ValueError("cross_entropy: logits must have a class axis, shape (..., C); got a scalar")
+    if logits.size == 0:
+        raise ValueError(f"cross_entropy: logits has shape {logits.shape}: no positions or no classes "
+                         "to average over")
     t = int_array(targets, logits, "targets", "cross_entropy")
     n_classes = logits.shape[-1]
     if t.shape != logits.shape[:-1]:
@@ -239,8 +252,10 @@ def layer_norm(x, weight=None, bias=None, eps: float = 1e-5) -> Tensor:
     weight = None if weight is None else tensor_arg(weight, "weight", "layer_norm")
     bias = None if bias is None else tensor_arg(bias, "bias", "layer_norm")
     xp = same_device("layer_norm", x=x, weight=weight, bias=bias)
-    if x.ndim < 1:
-        raise ValueError("layer_norm: x must have at least one dimension, shape (..., D)")
+    float_tensor(x, "x", "layer_norm")
+    check_real("eps", eps, low=0.0, where="layer_norm")
+    if x.ndim < 1 or x.shape[-1] == 0:
+        raise ValueError(f"layer_norm: x must have shape (..., D) with D >= 1, got {x.shape}")
     for name, p in (("weight", weight), ("bias", bias)):
         if p is not None and p.shape != x.shape[-1:]:
             raise ValueError(f"layer_norm: {name} shape {p.shape} must be (D,) = {x.shape[-1:]} "
@@ -289,7 +304,7 @@ def gelu(x) -> Tensor:
     >>> gelu(Tensor(np.array([-1.0, 0.0, 1.0], dtype=np.float32))).data.round(4)  # host-ok (example input)
     array([-0.1588,  0.    ,  0.8412], dtype=float32)
     """
-    x = tensor_arg(x, "x", "gelu")
+    x = float_tensor(tensor_arg(x, "x", "gelu"), "x", "gelu")
     xp, a = x.xp, x.data
     h = a * a  # (...): becomes h = 0.5 (1 + tanh(u)), u = sqrt(2/pi) (a + 0.044715 a^3), in place
     h *= 0.044715 * _GELU_C
@@ -327,10 +342,17 @@ def dropout(x, p: float, training: bool, rng=None) -> Tensor:
     array([2., 2., 2., 0.], dtype=float32)
     """
     x = tensor_arg(x, "x", "dropout")
-    if not (isinstance(p, numbers.Real) and 0 <= p < 1):
+    if not is_real(p):
+        raise TypeError(f"dropout: p must be a number in [0, 1), got {p!r} ({type(p).__name__})")
+    if not 0 <= p < 1:
         raise ValueError(f"dropout: p must be in [0, 1), got {p!r}")
+    check_bool("training", training, where="dropout")
+    if rng is not None and not callable(getattr(rng, "random", None)):
+        raise TypeError(f"dropout: rng must be None or a Generator such as np.random.default_rng(0), "
+                        f"got {rng!r} ({type(rng).__name__})")
     if not training or p == 0:
         return x
+    float_tensor(x, "x", "dropout")
     xp = x.xp
     rng = xp.random.default_rng() if rng is None else rng
     keep = rng.random(x.shape, dtype=xp.float32) >= p
@@ -370,63 +392,3 @@ def embedding(ids, weight) -> Tensor:
         scatter_add(grad.reshape(-1), flat_ids.reshape(-1), g.reshape(-1))
         return (grad,)
     return _result(weight.data[ids], (weight,), backward)
-
-
-def scaled_dot_product_attention(q, k, v, causal: bool = True) -> Tensor:
-    """``softmax(q k^T / sqrt(hd) + mask) v`` with a fused backward.
-
-    Shapes: q (..., T, hd), k (..., S, hd), v (..., S, hv) -> (..., T, hv); usually
-    (B, n_head, T, head_dim). With ``causal``, query t sees keys s <= t + (S - T): the queries
-    are the last T of the S positions (T == S in training; T < S when keys are cached), so
-    causal attention needs T <= S.
-
-    >>> import numpy as np
-    >>> from tinylora import Tensor
-    >>> q = k = Tensor(np.zeros((1, 1, 2, 4), dtype=np.float32))  # host-ok (example input)
-    >>> v = Tensor(np.array([[[[1.0], [3.0]]]], dtype=np.float32))  # host-ok (example input)
-    >>> scaled_dot_product_attention(q, k, v).data.reshape(-1)  # row 0 sees only key 0
-    array([1., 2.], dtype=float32)
-    """
-    fn = "scaled_dot_product_attention"
-    q, k, v = (tensor_arg(t, name, fn) for t, name in ((q, "q"), (k, "k"), (v, "v")))
-    xp = same_device(fn, q=q, k=k, v=v)
-    if min(q.ndim, k.ndim, v.ndim) < 2 or q.shape[-1] != k.shape[-1] or k.shape[-2] != v.shape[-2]:
-        raise ValueError(f"{fn}: need q (..., T, hd), k (..., S, hd), v (..., S, hv); "
-                         f"got q {q.shape}, k {k.shape}, v {v.shape}")
-    T, S = q.shape[-2], k.shape[-2]
-    if causal and T > S:
-        raise ValueError(f"{fn}: causal attention needs T <= S (queries are the last T "
-                         f"of S key positions); got T={T}, S={S}")
-    scale = 1.0 / math.sqrt(q.shape[-1])
-    q_scaled = q.data * scale  # (..., T, hd): cheaper to scale than the (T, S) scores
-    scores = q_scaled @ k.data.swapaxes(-1, -2)  # (..., T, S), a new array
-    if causal:
-        scores += _causal_mask(T, S, scores.dtype, xp)  # -inf above the shifted diagonal
-    scores -= scores.max(axis=-1, keepdims=True)  # no overflow in exp
-    probs = _exp_normalise(scores, -1, xp)  # (..., T, S), the same array; saved for backward
-    out = probs @ v.data  # (..., T, hv)
-
-    def backward(g):  # g: (..., T, hv)
-        gv = unbroadcast(probs.swapaxes(-1, -2) @ g, v.shape) if v.requires_grad else None
-        gq = gk = None
-        if q.requires_grad or k.requires_grad:
-            gs = g @ v.data.swapaxes(-1, -2)  # (..., T, S): d loss / d probs, then / d scores in place
-            gs -= (g * out).sum(axis=-1, keepdims=True)  # <dprobs, probs> per row equals <g, out>
-            gs *= probs  # softmax backward
-            if q.requires_grad:
-                gq = unbroadcast(gs @ k.data, q.shape)  # (..., T, hd)
-                gq *= scale
-            gk = unbroadcast(gs.swapaxes(-1, -2) @ q_scaled, k.shape) if k.requires_grad else None
-        return gq, gk, gv
-    return _result(out, (q, k, v), backward)
-
-
-@functools.lru_cache(maxsize=16)
-def _causal_mask(T: int, S: int, dtype, xp):
-    """(T, S) additive mask: 0 where query t may see key s (s <= t + S - T), -inf elsewhere.
-
-    Built once per shape, dtype and array module, then shared: callers only read it. (With CuPy
-    it lives on the GPU that was current when it was first built.)
-    """
-    hidden = xp.triu(xp.ones((T, S), dtype=bool), k=S - T + 1)  # (T, S)
-    return xp.where(hidden, -math.inf, 0.0).astype(dtype)

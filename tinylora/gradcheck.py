@@ -52,7 +52,7 @@ def gradcheck(fn, *inputs, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 
     for i in checked:
         x = inputs[i]
         analytic = asnumpy(x.grad) if x.grad is not None else np.zeros(x.shape)
-        flat = x.data.reshape(-1)  # a view: perturbing it perturbs x
+        flat = x._data.reshape(-1)  # a view: perturbing it perturbs x (restored after each element)
         for k in range(flat.size):
             original = flat[k].item()
             flat[k] = original + eps

@@ -27,6 +27,8 @@ from safetensors import SafetensorError
 from safetensors.numpy import load as _st_load
 from safetensors.numpy import save as _st_save
 
+from ._validate import check_loaded_array
+
 _CONFIG_KEY = "__config_json__"
 _META_KEY = "__metadata_json__"
 
@@ -69,7 +71,11 @@ def save_arrays(path, arrays: dict, config: dict, metadata: dict | None = None) 
 
 
 def load_arrays(path) -> tuple[dict, dict, dict]:
-    """Read a file written by ``save_arrays``: (arrays, config, metadata); clear errors for bad files."""
+    """Read a file written by ``save_arrays``: (arrays, config, metadata); clear errors for bad files.
+
+    Every array must hold finite real numbers: NaN, inf, complex and object arrays raise, naming
+    the tensor, before the caller changes anything.
+    """
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no checkpoint file at {path!r}")
@@ -83,6 +89,8 @@ def load_arrays(path) -> tuple[dict, dict, dict]:
         raise ValueError(f"{path!r} is not a tinylora checkpoint: it has no {_CONFIG_KEY!r} entry")
     config = json.loads(arrays.pop(_CONFIG_KEY).tobytes().decode("utf-8"))
     metadata = json.loads(arrays.pop(_META_KEY).tobytes().decode("utf-8")) if _META_KEY in arrays else {}
+    for name, array in arrays.items():  # NaN, inf, complex or object arrays are refused by name
+        check_loaded_array(name, array, where=f"checkpoint {path!r}")
     return arrays, config, metadata
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 
-from ._op_checks import same_device, tensor_arg
+from ._op_checks import float_tensor, same_device, tensor_arg
 from ._validate import check_int, check_real
 from .tensor import Tensor, _result
 
@@ -78,7 +78,7 @@ def silu(x) -> Tensor:
     >>> silu(Tensor(np.array([-1.0, 0.0, 1.0], dtype=np.float32))).data.round(4)  # host-ok (example input)
     array([-0.2689,  0.    ,  0.7311], dtype=float32)
     """
-    x = tensor_arg(x, "x", "silu")
+    x = float_tensor(tensor_arg(x, "x", "silu"), "x", "silu")
     a = x.data
     s = _sigmoid(a, x.xp)
 
@@ -106,6 +106,7 @@ def swiglu(gate, up) -> Tensor:
     """
     gate, up = tensor_arg(gate, "gate", "swiglu"), tensor_arg(up, "up", "swiglu")
     xp = same_device("swiglu", gate=gate, up=up)
+    float_tensor(gate, "gate", "swiglu"), float_tensor(up, "up", "swiglu")
     if gate.shape != up.shape:
         raise ValueError(f"swiglu: gate {gate.shape} and up {up.shape} must have the same shape")
     a, u = gate.data, up.data

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections import OrderedDict, namedtuple
 
-from ._validate import check_float_dtype, is_int
+from ._validate import check_float_dtype, check_loaded_array, is_int
 from .backend import asnumpy, to_device
 from .tensor import Tensor
 
@@ -180,7 +180,8 @@ class Module:
         """Copy values from ``state`` (name -> array) into the parameters, on their device and dtype.
 
         Every problem is checked before anything changes, then reported in one ValueError:
-        missing keys and unexpected keys (when ``strict``) and shape mismatches (always).
+        missing keys and unexpected keys (when ``strict``), shape mismatches, and values that are
+        not finite real numbers (NaN, inf, complex, object or string arrays), named by key.
         Returns ``(missing_keys, unexpected_keys)``.
         """
         if not hasattr(state, "keys"):
@@ -198,6 +199,11 @@ class Module:
                 continue
             value = state[name]
             host = asnumpy(value.data if isinstance(value, Tensor) else value)
+            try:
+                check_loaded_array(repr(name), host)
+            except (TypeError, ValueError) as err:
+                problems.append(str(err))
+                continue
             if host.shape != p.shape:
                 problems.append(f"shape mismatch for {name!r}: the model has {p.shape}, "
                                 f"the state dict has {host.shape}")
@@ -207,7 +213,7 @@ class Module:
             raise ValueError(f"load_state_dict into {type(self).__name__} failed; nothing was changed:\n  "
                              + "\n  ".join(problems))
         for p, value in updates:
-            p.data[...] = value  # in place: a copy, never an alias of the caller's array
+            p.copy_(value)  # in place: a copy, never an alias of the caller's array; bumps the version
         return _IncompatibleKeys(missing, unexpected)
 
     # ---- modes and bulk changes -----------------------------------------------------------------

@@ -24,7 +24,7 @@ import numbers
 
 import numpy as np
 
-from ._validate import check_bool, check_int, check_probability, check_real, is_real
+from ._validate import check_bool, check_int, check_loaded_array, check_probability, check_real, is_real
 from .backend import asnumpy, get_array_module, to_device
 from .tensor import Tensor
 
@@ -33,6 +33,11 @@ __all__ = ["Optimizer", "SGD", "AdamW", "clip_grad_norm_", "warmup_cosine", "War
 
 def _check_at_least(where: str, name: str, value, low: float, inclusive: bool = True) -> None:
     check_real(name, value, low=low, low_inclusive=inclusive, where=where)
+
+
+def _state_dtype(p):
+    """Optimizer state is float32 for a float16 parameter (eps = 1e-8 and g² underflow in float16)."""
+    return np.float32 if p.dtype == np.float16 else p.dtype
 
 
 class Optimizer:
@@ -88,11 +93,20 @@ class Optimizer:
                 p.grad = None
 
     def step(self) -> None:
-        """Update, in place, every parameter that requires grad and has a gradient."""
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.requires_grad and p.grad is not None:
-                    self._update(p, self.state.setdefault(p, {}), group)
+        """Update, in place, every parameter that requires grad and has a gradient.
+
+        Every gradient is checked (shape, dtype, device) before the first parameter changes.
+        """
+        todo = [(p, group) for group in self.param_groups for p in group["params"]
+                if p.requires_grad and p.grad is not None]
+        for i, (p, _) in enumerate(todo):
+            g = p.grad
+            if g.shape != p.shape or g.dtype != p.dtype or type(g) is not type(p._data):
+                raise ValueError(f"{type(self).__name__}.step: the gradient of parameter {i} (shape "
+                                 f"{p.shape}, {p.dtype}) has shape {g.shape} and dtype {g.dtype}; "
+                                 "nothing was updated")
+        for p, group in todo:
+            self._update(p, self.state.setdefault(p, {}), group)
 
     def _update(self, p, state: dict, group: dict) -> None:
         raise NotImplementedError(f"{type(self).__name__} does not define _update()")
@@ -123,7 +137,17 @@ class Optimizer:
 
         Everything is checked first; a ValueError lists every problem and nothing changes.
         """
+        name = f"{type(self).__name__}.load_state_dict"
+        if not isinstance(state_dict, dict) or not {"state", "param_groups"} <= set(state_dict):
+            keys = sorted(state_dict) if isinstance(state_dict, dict) else type(state_dict).__name__
+            raise ValueError(f"{name}: state_dict must be a dict with keys 'state' and 'param_groups' "
+                             f"(from optimizer.state_dict()), got {keys}")
         groups, params = state_dict["param_groups"], self._all_params()
+        if not isinstance(groups, list) or not all(isinstance(g, dict) and "params" in g for g in groups):
+            raise ValueError(f"{name}: 'param_groups' must be a list of dicts with a 'params' key, "
+                             f"got {groups!r:.80}")
+        if not isinstance(state_dict["state"], dict):
+            raise ValueError(f"{name}: 'state' must be a dict, got {type(state_dict['state']).__name__}")
         problems = []
         if len(groups) != len(self.param_groups):
             problems.append(f"the state dict has {len(groups)} param groups, "
@@ -132,6 +156,10 @@ class Optimizer:
             if len(saved["params"]) != len(group["params"]):
                 problems.append(f"param group {i} has {len(saved['params'])} parameters in the state dict, "
                                 f"{len(group['params'])} in the optimizer")
+            try:
+                self._validate({**group, **saved}, f"param group {i}")
+            except (TypeError, ValueError) as err:
+                problems.append(str(err))
         new_state = {}
         for index, saved in state_dict["state"].items():
             if not (isinstance(index, numbers.Integral) and 0 <= index < len(params)):
@@ -139,17 +167,24 @@ class Optimizer:
                                 f"but the optimizer has {len(params)} parameters")
                 continue
             p, entry = params[index], {}
-            for name, value in saved.items():
-                if isinstance(value, numbers.Number):
-                    entry[name] = value
-                elif np.shape(asnumpy(value)) != p.shape:
-                    problems.append(f"state {name!r} of parameter {index} "
-                                    f"has shape {np.shape(asnumpy(value))}, the parameter has {p.shape}")
+            for key, value in saved.items():
+                if isinstance(value, numbers.Number) and not isinstance(value, bool):
+                    entry[key] = value
+                    continue
+                host = np.asarray(asnumpy(value))  # host-ok: checkpoints are host arrays
+                try:
+                    check_loaded_array(f"state {key!r} of parameter {index}", host)
+                except (TypeError, ValueError) as err:
+                    problems.append(str(err))
+                    continue
+                if host.shape != p.shape:
+                    problems.append(f"state {key!r} of parameter {index} "
+                                    f"has shape {host.shape}, the parameter has {p.shape}")
                 else:
-                    entry[name] = to_device(asnumpy(value).astype(p.dtype), p.device)
+                    entry[key] = to_device(host.astype(_state_dtype(p)), p.device)
             new_state[p] = entry
         if problems:
-            raise ValueError(f"{type(self).__name__}.load_state_dict failed; nothing was changed:\n  "
+            raise ValueError(f"{name} failed; nothing was changed:\n  "
                              + "\n  ".join(problems))
         for saved, group in zip(groups, self.param_groups):
             group.update({k: v for k, v in saved.items() if k != "params"})
@@ -190,7 +225,7 @@ class SGD(Optimizer):
         weight_decay = float(group["weight_decay"])
         d = p.grad
         if weight_decay:
-            d = p.data * weight_decay  # a new array: .grad itself is left as backward() made it
+            d = p._data * weight_decay  # a new array: .grad itself is left as backward() made it
             d += p.grad
         if momentum:
             buf = state.get("momentum_buffer")
@@ -200,7 +235,7 @@ class SGD(Optimizer):
                 buf *= momentum
                 buf += d
             d = d + momentum * buf if group["nesterov"] else buf
-        p.data -= lr * d
+        p.add_(d, alpha=-lr)  # in place; bumps p's version, so a stale backward() would raise
 
 
 class AdamW(Optimizer):
@@ -214,7 +249,9 @@ class AdamW(Optimizer):
         w <- w - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
 
     State per trainable parameter: ``step`` (int), ``exp_avg`` (m) and ``exp_avg_sq`` (v), with
-    the parameter's shape, dtype and device. One temporary array per parameter per step.
+    the parameter's shape, dtype and device; a float16 parameter keeps float32 state and computes
+    its update in float32 (in float16, eps = 1e-8 rounds to 0 and a zero gradient gives 0/0 = NaN).
+    One temporary array per parameter per step.
 
     >>> from tinylora.nn import Parameter
     >>> w = Parameter(np.array([1.0, -1.0], dtype=np.float32))
@@ -231,21 +268,23 @@ class AdamW(Optimizer):
     def _validate(self, group, where):
         super()._validate(group, where)
         betas = group["betas"]
-        if not (isinstance(betas, (tuple, list)) and len(betas) == 2
-                and all(is_real(b) and 0 <= b < 1 for b in betas)):
+        if not (isinstance(betas, (tuple, list)) and len(betas) == 2 and all(map(is_real, betas))):
+            raise TypeError(f"{where}: betas must be a pair of numbers in [0, 1), got {betas!r}")
+        if not all(0 <= b < 1 for b in betas):
             raise ValueError(f"{where}: betas must be two numbers in [0, 1), got {betas!r}")
         _check_at_least(where, "eps", group["eps"], 0.0, inclusive=False)
 
     def _update(self, p, state, group):
         lr, eps, weight_decay = float(group["lr"]), float(group["eps"]), float(group["weight_decay"])
         beta1, beta2 = float(group["betas"][0]), float(group["betas"][1])
-        xp, g = p.xp, p.grad
+        xp, g, dtype = p.xp, p.grad, _state_dtype(p)
         if not state:
-            state.update(step=0, exp_avg=xp.zeros_like(p.data), exp_avg_sq=xp.zeros_like(p.data))
+            state.update(step=0, exp_avg=xp.zeros(p.shape, dtype), exp_avg_sq=xp.zeros(p.shape, dtype))
         state["step"] += 1
         t, m, v = state["step"], state["exp_avg"], state["exp_avg_sq"]
         if weight_decay:
-            p.data *= 1.0 - lr * weight_decay
+            p.mul_(1.0 - lr * weight_decay)
+        g = g.astype(dtype, copy=False)  # float16 gradients meet float32 state
         tmp = g - m                      # the one temporary, reused below
         tmp *= 1.0 - beta1
         m += tmp                         # m + (1 - beta1)(g - m): PyTorch's lerp
@@ -257,16 +296,19 @@ class AdamW(Optimizer):
         tmp /= math.sqrt(1.0 - beta2 ** t)
         tmp += eps                       # the denominator
         xp.divide(m, tmp, out=tmp)
-        tmp *= lr / (1.0 - beta1 ** t)
-        p.data -= tmp
+        tmp *= -lr / (1.0 - beta1 ** t)
+        p.add_(tmp)                      # in place (cast back to a float16 parameter's dtype)
 
 
-def clip_grad_norm_(parameters, max_norm: float) -> float:
+def clip_grad_norm_(parameters, max_norm: float, error_if_nonfinite: bool = False) -> float:
     """Scale all gradients in place so their global L2 norm is at most ``max_norm``; return the norm before.
 
     ``total = sqrt(sum of every gradient element squared)``; when ``total > max_norm`` every
     gradient is multiplied by ``max_norm / (total + 1e-6)``, as in PyTorch. Parameters without a
-    gradient are skipped.
+    gradient are skipped. A non-finite ``total`` (an inf or NaN gradient) raises RuntimeError with
+    ``error_if_nonfinite=True``; with False (the default, as in PyTorch) the gradients are scaled
+    as PyTorch scales them (an inf norm turns them into 0 and NaN) and the returned norm is inf or
+    NaN: check it, as ``fit`` does, before ``optimizer.step()``.
 
     >>> from tinylora.nn import Parameter
     >>> w = Parameter(np.zeros(2, dtype=np.float32)); w.grad = np.array([3.0, 4.0], dtype=np.float32)
@@ -274,16 +316,24 @@ def clip_grad_norm_(parameters, max_norm: float) -> float:
     (5.0, array([0.6, 0.8], dtype=float32))
     """
     check_real("max_norm", max_norm, low=0.0, low_inclusive=False, where="clip_grad_norm_")
+    check_bool("error_if_nonfinite", error_if_nonfinite, where="clip_grad_norm_")
     if isinstance(parameters, Tensor):
         parameters = [parameters]
+    parameters = list(parameters)
+    for i, p in enumerate(parameters):
+        if not isinstance(p, Tensor):
+            raise TypeError(f"clip_grad_norm_: parameters[{i}] must be a Tensor, got {type(p).__name__}")
     grads = [p.grad for p in parameters if p.grad is not None]
     sums = {}  # array module -> sum of squares on that device (one host sync per device)
     for g in grads:
         xp, flat = get_array_module(g), g.reshape(-1)
         sums[xp] = sums.get(xp, 0.0) + xp.vdot(flat, flat)
     total = math.sqrt(sum(float(s) for s in sums.values()))
-    scale = float(max_norm) / (total + 1e-6)
-    if scale < 1.0:
+    if error_if_nonfinite and not math.isfinite(total):
+        raise RuntimeError(f"clip_grad_norm_: the total gradient norm is {total}, so the gradients hold "
+                           "inf or NaN; nothing was scaled (error_if_nonfinite=False scales anyway)")
+    scale = float(max_norm) / (total + 1e-6) if math.isfinite(total) else (0.0 if total > 0 else math.nan)
+    if not scale >= 1.0:  # NaN scales too, as in PyTorch
         for g in grads:
             g *= scale
     return total

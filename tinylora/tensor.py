@@ -16,45 +16,16 @@ import numbers
 
 import numpy as np
 
+from . import _saved, grad_mode
+from ._broadcast import expand_reduced, matmul, normalize_axes, unbroadcast
 from .backend import asnumpy, device_of, get_array_module, scatter_add, to_device
-
-_grad_enabled = True
-
-
-def is_grad_enabled() -> bool:
-    """False inside a ``no_grad()`` block."""
-    return _grad_enabled
-
-
-class no_grad:
-    """Context manager (or decorator) in which ops record no graph.
-
-    >>> with no_grad():
-    ...     y = Tensor([1.0], requires_grad=True) * 2
-    >>> y.requires_grad
-    False
-    """
-
-    def __enter__(self):
-        global _grad_enabled
-        self._previous, _grad_enabled = _grad_enabled, False
-
-    def __exit__(self, *exc):
-        global _grad_enabled
-        _grad_enabled = self._previous
-
-    def __call__(self, fn):
-        def wrapper(*args, **kwargs):
-            with no_grad():
-                return fn(*args, **kwargs)
-        wrapper.__name__, wrapper.__doc__ = fn.__name__, fn.__doc__
-        return wrapper
+from .grad_mode import is_grad_enabled, no_grad  # noqa: F401 (re-exported)
 
 
 def _to_array(data, dtype):
     """Turn user data into an array; Python floats become float32, as in PyTorch."""
     if isinstance(data, Tensor):
-        data = data.data
+        data = data._data
     if isinstance(data, (str, bytes)):
         raise TypeError(f"Tensor data must be numeric, got a string: {data!r}")
     xp = get_array_module(data)
@@ -72,56 +43,26 @@ def _to_array(data, dtype):
     return array
 
 
-def unbroadcast(g, shape):
-    """Sum a gradient back down to ``shape``, undoing NumPy broadcasting."""
-    if g.shape == shape:
-        return g
-    lead = g.ndim - len(shape)
-    axes = tuple(range(lead)) + tuple(lead + i for i, n in enumerate(shape)
-                                      if n == 1 and g.shape[lead + i] != 1)
-    return g.sum(axis=axes, keepdims=True).reshape(shape)
-
-
-def _matmul(x, w):
-    """``x @ w``; a 2-D ``w`` meets all of x's rows in one GEMM (NumPy would loop over the batch)."""
-    if w.ndim == 2 and x.ndim > 2:
-        return (x.reshape(-1, x.shape[-1]) @ w).reshape(*x.shape[:-1], w.shape[-1])  # (..., m, n)
-    return x @ w
-
-
-def _normalize_axes(axis, ndim):
-    if axis is None:
-        return tuple(range(ndim))
-    axes = (axis,) if isinstance(axis, numbers.Integral) else tuple(axis)
-    for a in axes:
-        if not -ndim <= a < max(ndim, 1):
-            raise ValueError(f"axis {a} is out of range for a tensor with {ndim} dimensions")
-    return tuple(a % max(ndim, 1) for a in axes)
-
-
-def _expand_reduced(g, axes, shape, keepdims):
-    """Broadcast the gradient of a reduction back to the input's shape."""
-    if not keepdims:
-        g = g.reshape([1 if i in axes else n for i, n in enumerate(shape)])
-    return get_array_module(g).broadcast_to(g, shape)
-
-
 def _result(data, parents, backward):
     """Wrap an op's output; record the graph only when some input needs a gradient."""
     if data.__class__ is not np.ndarray and isinstance(data, np.generic):
         data = np.asarray(data)  # host-ok: NumPy returns scalars from 0-d ops; a Tensor holds an array
     needs_grad = False
-    if _grad_enabled:
+    if grad_mode._enabled:
         for p in parents:
             needs_grad = needs_grad or p.requires_grad
-    return _new_tensor(data, needs_grad, parents if needs_grad else (), backward if needs_grad else None)
+    if not needs_grad:
+        return _new_tensor(data)
+    out = _new_tensor(data, True, parents, backward)
+    out._saved, out._saved_by = _saved.save(parents), 1  # versions to check in backward
+    return out
 
 
 def _new_tensor(data, requires_grad=False, parents=(), backward=None):
     """A Tensor around an array that is already valid (skips ``Tensor.__init__``'s checks)."""
     out = Tensor.__new__(Tensor)
-    out.data, out.grad, out.requires_grad = data, None, requires_grad
-    out._parents, out._backward = parents, backward
+    out._data, out._grad, out._version, out.requires_grad = data, None, 0, requires_grad
+    out._parents, out._backward, out._saved_by, out._view = parents, backward, 0, None
     return out
 
 
@@ -136,35 +77,60 @@ class Tensor:
     __array_ufunc__ = None  # make `ndarray * Tensor` call Tensor.__rmul__
 
     def __init__(self, data, requires_grad: bool = False, dtype=None):
-        self.data = _to_array(data, dtype)
-        if requires_grad and self.data.dtype.kind != "f":
-            raise TypeError(f"requires_grad=True needs a floating-point tensor, got dtype {self.data.dtype}")
+        if not isinstance(requires_grad, (bool, np.bool_)):
+            raise TypeError(f"Tensor: requires_grad must be True or False, got {requires_grad!r}")
+        self._data, self._version = _to_array(data, dtype), 0
+        if requires_grad and self._data.dtype.kind != "f":
+            raise TypeError(f"requires_grad=True needs a floating-point tensor, got dtype {self._data.dtype}")
         self.requires_grad = bool(requires_grad)
-        self.grad = None
-        self._parents, self._backward = (), None
+        self._grad, self._parents, self._backward = None, (), None
+        self._saved_by, self._view = 0, None  # live nodes that saved this tensor; its read-only view
 
     # ---- array facts --------------------------------------------------------------------
-    shape = property(lambda self: self.data.shape)
-    dtype = property(lambda self: self.data.dtype)
-    ndim = property(lambda self: self.data.ndim)
-    size = property(lambda self: self.data.size)
-    device = property(lambda self: device_of(self.data))
-    xp = property(lambda self: get_array_module(self.data))
+    shape = property(lambda self: self._data.shape)
+    dtype = property(lambda self: self._data.dtype)
+    ndim = property(lambda self: self._data.ndim)
+    size = property(lambda self: self._data.size)
+    device = property(lambda self: device_of(self._data))
+    xp = property(lambda self: get_array_module(self._data))
+    version = property(lambda self: self._version, doc="How many times the data changed in place (an int).")
+
+    @property
+    def data(self):
+        """The array; a read-only view while a live graph saved this tensor (``t.data[0] = 1`` raises)."""
+        return _saved.read_only(self) if self._saved_by else self._data
+
+    @data.setter
+    def data(self, value):
+        if isinstance(value, Tensor) or not hasattr(value, "dtype") or not hasattr(value, "shape"):
+            raise TypeError(f"Tensor.data must be set to an array, got {type(value).__name__}")
+        self._data, self._version, self._view = value, self._version + 1, None
+
+    @property
+    def grad(self):
+        """The accumulated gradient: an array of the tensor's shape, dtype and device, or None."""
+        return self._grad
+
+    @grad.setter
+    def grad(self, value):
+        if value is not None:
+            _saved.check_grad(self, value)
+        self._grad = value
 
     def __len__(self):
-        return len(self.data)
+        return len(self._data)
 
     def __repr__(self):
         grad = ", requires_grad=True" if self.requires_grad else ""
         device = ", device='cuda'" if self.device == "cuda" else ""
-        return f"Tensor({asnumpy(self.data)!r}{device}{grad})"
+        return f"Tensor({asnumpy(self._data)!r}{device}{grad})"
 
     def item(self):
-        return self.data.item()
+        return self._data.item()
 
     def numpy(self) -> np.ndarray:
         """A host NumPy copy of the data."""
-        return np.array(asnumpy(self.data), copy=True)  # host-ok
+        return np.array(asnumpy(self._data), copy=True)  # host-ok
 
     # ---- the graph, read-only -----------------------------------------------------------
     @property
@@ -204,21 +170,43 @@ class Tensor:
 
     def detach(self) -> "Tensor":
         """The same data, cut from the graph."""
-        return _new_tensor(self.data)
+        return _new_tensor(self._data)
 
     def to(self, device: str) -> "Tensor":
         """A copy on ``"cpu"`` or ``"cuda"`` (a new leaf; requires_grad is kept)."""
-        return Tensor(to_device(self.data, device), requires_grad=self.requires_grad)
+        return Tensor(to_device(self._data, device), requires_grad=self.requires_grad)
+
+    # ---- in-place changes: not recorded in the graph; each bumps the version -----------------
+    def copy_(self, src) -> "Tensor":
+        """Overwrite the values with ``src`` (broadcast, cast to this dtype); returns self."""
+        self._data[...] = self._lift(src)._data
+        self._version += 1
+        return self
+
+    def add_(self, other, alpha: float = 1.0) -> "Tensor":
+        """``self += alpha * other`` in place; returns self."""
+        other = self._lift(other)._data
+        self._data[...] += other if alpha == 1 else other * alpha
+        self._version += 1
+        return self
+
+    def mul_(self, other) -> "Tensor":
+        """``self *= other`` in place; returns self."""
+        self._data[...] *= self._lift(other)._data
+        self._version += 1
+        return self
+
+    zero_ = lambda self: self.mul_(0)  # noqa: E731 (fill with zeros in place; returns self)
 
     def _lift(self, other) -> "Tensor":
         """Make ``other`` a Tensor on this tensor's device; scalars take this tensor's dtype."""
         if isinstance(other, Tensor):
-            if other.data.__class__ is not self.data.__class__ and other.device != self.device:
+            if other._data.__class__ is not self._data.__class__ and other.device != self.device:
                 raise ValueError(f"expected all tensors on one device, got {self.device} and {other.device}; "
                                  f"move one with .to({self.device!r})")
             return other
         if isinstance(other, numbers.Number):
-            data = self.data
+            data = self._data
             return _new_tensor(self.xp.asarray(other, dtype=data.dtype if data.dtype.kind == "f" else None))
         return self._lift(Tensor(other))
 
@@ -229,23 +217,23 @@ class Tensor:
         def backward(g):
             return (unbroadcast(g, a.shape) if a.requires_grad else None,
                     unbroadcast(g, b.shape) if b.requires_grad else None)
-        return _result(a.data + b.data, (a, b), backward)
+        return _result(a._data + b._data, (a, b), backward)
 
     def __mul__(self, other):
         a, b = self, self._lift(other)
 
         def backward(g):
-            return (unbroadcast(g * b.data, a.shape) if a.requires_grad else None,
-                    unbroadcast(g * a.data, b.shape) if b.requires_grad else None)
-        return _result(a.data * b.data, (a, b), backward)
+            return (unbroadcast(g * b._data, a.shape) if a.requires_grad else None,
+                    unbroadcast(g * a._data, b.shape) if b.requires_grad else None)
+        return _result(a._data * b._data, (a, b), backward)
 
     def __truediv__(self, other):
         a, b = self, self._lift(other)
 
         def backward(g):
-            return (unbroadcast(g / b.data, a.shape) if a.requires_grad else None,
-                    unbroadcast(-g * a.data / (b.data * b.data), b.shape) if b.requires_grad else None)
-        return _result(a.data / b.data, (a, b), backward)
+            return (unbroadcast(g / b._data, a.shape) if a.requires_grad else None,
+                    unbroadcast(-g * a._data / (b._data * b._data), b.shape) if b.requires_grad else None)
+        return _result(a._data / b._data, (a, b), backward)
 
     def __pow__(self, exponent):
         if not isinstance(exponent, numbers.Real):
@@ -253,11 +241,11 @@ class Tensor:
         a = self
 
         def backward(g):
-            return (g * exponent * a.data ** (exponent - 1),)
-        return _result(a.data ** exponent, (a,), backward)
+            return (g * exponent * a._data ** (exponent - 1),)
+        return _result(a._data ** exponent, (a,), backward)
 
     def __neg__(self):
-        return _result(-self.data, (self,), lambda g: (-g,))
+        return _result(-self._data, (self,), lambda g: (-g,))
 
     def __sub__(self, other):
         a, b = self, self._lift(other)
@@ -265,7 +253,7 @@ class Tensor:
         def backward(g):
             return (unbroadcast(g, a.shape) if a.requires_grad else None,
                     unbroadcast(-g, b.shape) if b.requires_grad else None)
-        return _result(a.data - b.data, (a, b), backward)
+        return _result(a._data - b._data, (a, b), backward)
 
     def __rsub__(self, other):
         return self._lift(other) - self
@@ -283,18 +271,18 @@ class Tensor:
             raise ValueError(f"matmul shape mismatch: {a.shape} @ {b.shape}; both need >= 2 dims and "
                              f"a.shape[-1] ({a.shape[-1] if a.ndim else None}) must equal b.shape[-2]")
         try:
-            out = _matmul(a.data, b.data)
+            out = matmul(a._data, b._data)
         except ValueError:
             raise ValueError(f"matmul batch dimensions do not broadcast: {a.shape} @ {b.shape}") from None
 
         def backward(g):  # g: (..., m, n)
             ga = gb = None
             if a.requires_grad:
-                ga = unbroadcast(_matmul(g, b.data.swapaxes(-1, -2)), a.shape)  # (..., m, k)
+                ga = unbroadcast(matmul(g, b._data.swapaxes(-1, -2)), a.shape)  # (..., m, k)
             if b.requires_grad and b.ndim == 2:  # one GEMM over all batch rows
-                gb = a.data.reshape(-1, a.shape[-1]).T @ g.reshape(-1, g.shape[-1])  # (k, n)
+                gb = a._data.reshape(-1, a.shape[-1]).T @ g.reshape(-1, g.shape[-1])  # (k, n)
             elif b.requires_grad:
-                gb = unbroadcast(a.data.swapaxes(-1, -2) @ g, b.shape)  # (..., k, n)
+                gb = unbroadcast(a._data.swapaxes(-1, -2) @ g, b.shape)  # (..., k, n)
             return ga, gb
         return _result(out, (a, b), backward)
 
@@ -303,60 +291,67 @@ class Tensor:
 
     # ---- reductions ---------------------------------------------------------------------
     def sum(self, axis=None, keepdims=False):
-        axes = _normalize_axes(axis, self.ndim)
-        shape = self.shape
-        return _result(self.data.sum(axis=axes, keepdims=keepdims), (self,),
-                       lambda g: (_expand_reduced(g, axes, shape, keepdims),))
+        axes, shape = normalize_axes(axis, self.shape, "sum"), self.shape
+        return _result(self._data.sum(axis=axes, keepdims=keepdims), (self,),
+                       lambda g: (expand_reduced(g, axes, shape, keepdims),))
 
     def mean(self, axis=None, keepdims=False):
-        axes = _normalize_axes(axis, self.ndim)
+        """Mean over ``axis``; an empty axis raises ValueError (there is nothing to average)."""
+        axes = normalize_axes(axis, self.shape, "mean", nonempty=True)
         count = int(np.prod([self.shape[a] for a in axes]))  # host-ok: shape arithmetic
         return self.sum(axis=axes, keepdims=keepdims) * (1.0 / count)
 
     def max(self, axis=None, keepdims=False):
-        """Maximum; the gradient is shared equally among tied maxima."""
-        axes, a = _normalize_axes(axis, self.ndim), self
-        top = a.data.max(axis=axes, keepdims=True)
+        """Maximum; the gradient is shared equally among tied maxima. An empty axis raises ValueError."""
+        axes, a = normalize_axes(axis, self.shape, "max", nonempty=True), self
+        top = a._data.max(axis=axes, keepdims=True)
 
         def backward(g):
-            mask = (a.data == top).astype(a.dtype)
-            return (_expand_reduced(g, axes, a.shape, keepdims) * mask / mask.sum(axis=axes, keepdims=True),)
+            mask = (a._data == top).astype(a.dtype)
+            return (expand_reduced(g, axes, a.shape, keepdims) * mask / mask.sum(axis=axes, keepdims=True),)
         out = top if keepdims else top.reshape([n for i, n in enumerate(a.shape) if i not in axes])
         return _result(out, (a,), backward)
 
     # ---- elementwise functions ----------------------------------------------------------
     def exp(self):
-        out = self.xp.exp(self.data)
+        out = self.xp.exp(self._data)
         return _result(out, (self,), lambda g: (g * out,))
 
     def log(self):
-        x = self.data
+        x = self._data
         return _result(self.xp.log(x), (self,), lambda g: (g / x,))
 
     def tanh(self):
-        out = self.xp.tanh(self.data)
+        out = self.xp.tanh(self._data)
         return _result(out, (self,), lambda g: (g * (1 - out * out),))
 
     def relu(self):
-        x = self.data
+        x = self._data
         return _result(self.xp.maximum(x, 0), (self,), lambda g: (g * (x > 0),))
 
     def sigmoid(self):
         xp = self.xp
-        out = xp.exp(-xp.logaddexp(0, -self.data))  # 1 / (1 + e^-x) without overflow
+        out = xp.exp(-xp.logaddexp(0, -self._data))  # 1 / (1 + e^-x) without overflow
         return _result(out, (self,), lambda g: (g * out * (1 - out),))
 
     # ---- shape ----------------------------------------------------------------------------
     def reshape(self, *shape):
         shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
         old = self.shape
-        return _result(self.data.reshape(shape), (self,), lambda g: (g.reshape(old),))
+        try:
+            out = self._data.reshape(shape)
+        except (TypeError, ValueError):
+            raise ValueError(f"reshape: a tensor of shape {old} ({self.size} elements) cannot take "
+                             f"shape {tuple(shape)!r}") from None
+        return _result(out, (self,), lambda g: (g.reshape(old),))
 
     def transpose(self, *axes):
         axes = axes[0] if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else axes
         axes = tuple(axes) or tuple(reversed(range(self.ndim)))
+        if sorted(a % max(self.ndim, 1) if isinstance(a, int) else a for a in axes) != list(range(self.ndim)):
+            raise ValueError(f"transpose: axes must be a permutation of range({self.ndim}), got {axes}")
         inverse = tuple(np.argsort(axes))  # host-ok: a permutation of axis numbers
-        return _result(self.data.transpose(axes), (self,), lambda g: (g.transpose(inverse),))
+        return _result(self._data.transpose(axes), (self,), lambda g: (g.transpose(inverse),))
 
     T = property(lambda self: self.transpose())
 
@@ -365,10 +360,10 @@ class Tensor:
         index = _device_index(index, xp)
 
         def backward(g):
-            grad = xp.zeros_like(a.data)
+            grad = xp.zeros_like(a._data)
             scatter_add(grad, index, g)  # repeated indices add up
             return (grad,)
-        return _result(a.data[index], (a,), backward)
+        return _result(a._data[index], (a,), backward)
 
     # ---- backward -----------------------------------------------------------------------
     def backward(self, grad=None, retain_graph: bool = False) -> None:
@@ -376,6 +371,8 @@ class Tensor:
 
         ``grad`` is the upstream gradient (needed unless self has one element). The graph is
         released afterwards unless ``retain_graph=True`` (a second backward through it then raises).
+        A tensor that an op used and that changed in place since raises RuntimeError before any
+        gradient is computed (see ``version``). A leaf's gradient takes the leaf's dtype.
         """
         if not self.requires_grad:
             raise ValueError("backward() on a tensor that does not require grad "
@@ -384,26 +381,33 @@ class Tensor:
             if self.size != 1:
                 raise ValueError("backward() without a grad argument needs a one-element tensor, "
                                  f"got shape {self.shape}")
-            grad = self.xp.ones_like(self.data)
+            grad = self.xp.ones_like(self._data)
         else:
             grad = self._lift(grad).data
             if grad.shape != self.shape:
                 raise ValueError(f"backward(grad) needs grad of shape {self.shape}, got {grad.shape}")
             grad = grad.astype(self.dtype, copy=False)
+        order = topological_order(self)
+        for node in order:
+            if node._backward is not None:
+                _saved.check_versions(node)
         grads = {id(self): grad}
-        for node in reversed(topological_order(self)):
+        for node in reversed(order):
             g = grads.pop(id(node))
-            if node._backward is None:  # a leaf: accumulate
-                if node.grad is None:
-                    node.grad = g.copy()
+            if node._backward is None:  # a leaf: accumulate, in the leaf's dtype
+                if g.dtype != node._data.dtype:
+                    g = g.astype(node._data.dtype)
+                if node._grad is None:
+                    node._grad = g.copy()
                 else:
-                    node.grad += g
+                    node._grad += g
                 continue
             for parent, pg in zip(node._parents, node._backward(g)):
                 if pg is not None:
                     grads[id(parent)] = grads[id(parent)] + pg if id(parent) in grads else pg
-            if not retain_graph:
-                node._parents, node._backward = (), _released
+            if not retain_graph:  # dropping the record makes the parents' .data writeable again
+                node._parents, node._backward, node._saved = (), _released, None
+                node._saved_by -= 1
 
 
 def topological_order(root: Tensor) -> list:
@@ -430,7 +434,7 @@ def _device_index(index, xp):
     if isinstance(index, tuple):
         return tuple(_device_index(i, xp) for i in index)
     if isinstance(index, Tensor):
-        index = index.data
+        index = index._data
     if isinstance(index, list) or (hasattr(index, "dtype") and get_array_module(index) is not xp):
         index = xp.asarray(index)
     return index

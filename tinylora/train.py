@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 
-from ._validate import check_int
+from ._validate import check_bool, check_int, check_real
 from .backend import to_device
 from .data import get_batch
 from .host_memory import keep_freed_host_memory
@@ -115,16 +115,68 @@ def _scalar_loss(loss) -> Tensor:
     return loss
 
 
-def _train_step(model, loss_fn, x, y, optimizer, schedule, params, grad_clip) -> float:
-    """One update: loss, zero_grad, backward, clip, optimizer step, schedule step; returns the loss."""
+def diverged(step: int, what: str, value: float, params, lr) -> FloatingPointError:
+    """The error for a non-finite ``what`` at ``step``, with the likely cause; ``.step`` holds the step."""
+    if any(p.dtype == np.float16 for p in params):
+        kind = ("overflowed past 65504" if math.isinf(value)
+                else "underflowed or overflowed (giving 0/0 or inf - inf)")
+        cause = (f"the parameters are float16, whose range is small: a value {kind}; train in float32 "
+                 "(model.to(np.float32)) or scale the loss down")
+    elif step == 1 and what == "training loss":
+        cause = ("it was non-finite before the first update, so the learning rate is not the cause: "
+                 "look for NaN or inf in the inputs or the weights")
+    else:
+        cause = f"the learning rate is probably too high (lr={lr}); lower it, or clip gradients (grad_clip)"
+    error = FloatingPointError(f"{what} became {value} at step {step}: {cause}")
+    error.step = step
+    return error
+
+
+def _train_step(model, loss_fn, x, y, optimizer, schedule, params, grad_clip, step, lr) -> float:
+    """One update: loss, zero_grad, backward, clip, optimizer step, schedule step; returns the loss.
+
+    A non-finite loss or gradient norm raises FloatingPointError before the parameters change.
+    """
     loss = _scalar_loss(loss_fn(model, x, y))
+    value = loss.item()
+    if not math.isfinite(value):
+        raise diverged(step, "training loss", value, params, lr)
     optimizer.zero_grad()
     loss.backward()
     if grad_clip is not None:
-        clip_grad_norm_(params, grad_clip)
+        norm = clip_grad_norm_(params, grad_clip)
+        if not math.isfinite(norm):
+            raise diverged(step, "the gradient norm", norm, params, lr)
     optimizer.step()
     schedule.step()
-    return loss.item()
+    return value
+
+
+def _check_after_last_step(model, steps: int, params, lr) -> None:
+    """The last update is checked too: every trainable parameter must still be finite."""
+    for name, p in model.named_parameters():
+        if p.requires_grad and not bool(p.xp.isfinite(p.data).all()):
+            raise diverged(steps, f"parameter {name!r} (after the last update)", math.nan, params, lr)
+
+
+def _check_fit_args(lr, weight_decay, grad_clip, eval_every, eval_batches, seed, progress, block_size,
+                    loss_fn, optimizer) -> None:
+    check_real("lr", lr, low=0.0, where="fit")
+    check_real("weight_decay", weight_decay, low=0.0, where="fit")
+    if grad_clip is not None:
+        check_real("grad_clip", grad_clip, low=0.0, low_inclusive=False, where="fit")
+    if eval_every is not None:
+        check_int("eval_every", eval_every, low=1, where="fit")
+    check_int("eval_batches", eval_batches, low=1, where="fit")
+    check_int("seed", seed, low=0, where="fit")
+    check_bool("progress", progress, where="fit")
+    if block_size is not None:
+        check_int("block_size", block_size, low=1, where="fit")
+    if not callable(loss_fn):
+        raise TypeError(f"fit: loss_fn must be callable as loss_fn(model, x, y), got {loss_fn!r}")
+    if optimizer is not None and not hasattr(optimizer, "param_groups"):
+        raise TypeError("fit: optimizer must be an Optimizer (with param_groups), "
+                        f"got {type(optimizer).__name__}")
 
 
 def fit(model, train_ids, val_ids=None, *, steps: int = 200, batch_size: int = 16,
@@ -145,6 +197,10 @@ def fit(model, train_ids, val_ids=None, *, steps: int = 200, batch_size: int = 1
     norm of ``grad_clip``. ``val_ids`` are evaluated (``estimate_loss``) every ``eval_every`` steps
     and at the end. History keys: step, train_loss, lr, val_step, val_loss, seconds.
 
+    A non-finite loss, gradient norm or validation loss, or a parameter that is not finite after
+    the last update, raises FloatingPointError naming the step (``error.step``) and the likely
+    cause (float16 range, bad inputs, or too high a learning rate); the failing update is not applied.
+
     >>> from tinylora.models import GPT, GPTConfig
     >>> model = GPT(GPTConfig.preset("nano"))
     >>> x = np.arange(64).reshape(2, 32) % 7                    # (B, T), one fixed batch
@@ -155,6 +211,8 @@ def fit(model, train_ids, val_ids=None, *, steps: int = 200, batch_size: int = 1
     """
     steps = check_int("steps", steps, low=1, where="fit")
     batch_size = check_int("batch_size", batch_size, low=1, where="fit")
+    _check_fit_args(lr, weight_decay, grad_clip, eval_every, eval_batches, seed, progress, block_size,
+                    loss_fn, optimizer)
     T = block_size or model.config.block_size
     sample = _sampler(train_ids, batch_size, T)
     if val_ids is not None:
@@ -175,10 +233,8 @@ def fit(model, train_ids, val_ids=None, *, steps: int = 200, batch_size: int = 1
         for step in range(1, steps + 1):
             x, y = sample(rng)                                   # (B, T) each, host
             x, y = to_device(x, device), to_device(y, device)
-            value = _train_step(model, loss_fn, x, y, optimizer, schedule, trainable, grad_clip)
-            if not math.isfinite(value):
-                raise FloatingPointError(f"training loss became {value} at step {step}; "
-                                         f"lower the learning rate (lr={lr})")
+            value = _train_step(model, loss_fn, x, y, optimizer, schedule, trainable, grad_clip, step,
+                                optimizer.param_groups[0]["lr"])
             history["step"].append(step)
             history["train_loss"].append(value)
             history["lr"].append(optimizer.param_groups[0]["lr"])
@@ -186,8 +242,11 @@ def fit(model, train_ids, val_ids=None, *, steps: int = 200, batch_size: int = 1
                 history["val_step"].append(step)
                 history["val_loss"].append(estimate_loss(model, val_ids, batch_size=batch_size,
                                                          max_batches=eval_batches, block_size=T))
+                if not math.isfinite(history["val_loss"][-1]):
+                    raise diverged(step, "validation loss", history["val_loss"][-1], trainable, lr)
             bar.set_postfix(loss=f"{value:.4f}")
             bar.update(1)
+        _check_after_last_step(model, steps, trainable, lr)
     finally:
         bar.close()
     history["seconds"] = time.perf_counter() - start
