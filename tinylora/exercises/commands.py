@@ -28,7 +28,7 @@ def _grade(args) -> int:
     from .grader import grade_folder
 
     grades = grade_folder(args.submissions, args.out, args.feedback, timeout=args.timeout, seed=args.seed,
-                          jobs=args.jobs)
+                          jobs=args.jobs, check_timeout=args.check_timeout)
     for grade in grades:
         print(f"{grade.student}: {grade.total} points ({grade.seconds:.1f} s)")
     print(f"wrote {args.out} and {args.feedback or 'feedback/ beside it'}")
@@ -51,5 +51,7 @@ def add_exercises_parser(sub) -> None:
     grade.add_argument("--feedback", default=None, help="folder of <student>.md (default: feedback/)")
     grade.add_argument("--timeout", type=float, default=120.0, help="seconds allowed per notebook")
     grade.add_argument("--seed", type=int, default=None, help="seed of the checks, one for every student")
+    grade.add_argument("--check-timeout", type=float, default=30.0,
+                       help="seconds allowed per check (an endless function costs only its exercise)")
     grade.add_argument("--jobs", type=_positive_int, default=1, help="notebooks graded at the same time")
     grade.set_defaults(func=_grade)

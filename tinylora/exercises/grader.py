@@ -181,13 +181,17 @@ def _child_env() -> dict:
     return env
 
 
-def grade_notebook(path, timeout: float = 60.0, seed: int = 0) -> dict:
-    """Run one notebook in its own process group; kill it past ``timeout`` s. Returns the worker's result."""
+def grade_notebook(path, timeout: float = 60.0, seed: int = 0, check_timeout: float = 30.0) -> dict:
+    """Run one notebook in its own process group; kill it past ``timeout`` s. Returns the worker's result.
+
+    Each exercise's check is stopped after ``check_timeout`` s, so one endless function costs only its
+    own exercise (the notebook's ``timeout`` still bounds the whole run).
+    """
     path = Path(path).resolve()
     with tempfile.TemporaryDirectory(prefix="tinylora-grade-") as work:
         result_path, log_path = Path(work) / "result.json", Path(work) / "log.txt"
         cmd = [sys.executable, "-m", "tinylora.exercises.grader", "--worker", str(path), str(result_path),
-               str(seed), str(max(1.0, timeout / 4))]
+               str(seed), str(check_timeout)]
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(cmd, cwd=work, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                     env=_child_env(), start_new_session=True)
@@ -224,14 +228,14 @@ def _merge(grade: Grade, name: str, result: dict) -> None:
             grade.points[n] = EXERCISES[n].points if item["status"] == "passed" else 0
 
 
-def _grade_student(student: str, notebooks: list, timeout: float, seed: int) -> Grade:
+def _grade_student(student: str, notebooks: list, timeout: float, seed: int, check_timeout: float) -> Grade:
     grade, start = Grade(student), time.perf_counter()
     grade.points = {n: 0 for n in EXERCISES}
     grade.status = {n: "missing" for n in EXERCISES}
     if not notebooks:
         grade.notes.append("no notebook submitted")
     for path in notebooks:
-        _merge(grade, path.name, grade_notebook(path, timeout, seed))
+        _merge(grade, path.name, grade_notebook(path, timeout, seed, check_timeout))
     grade.seconds = time.perf_counter() - start
     return grade
 
@@ -269,16 +273,18 @@ def write_grades(grades: list, out_csv, feedback_dir, seed: int) -> None:
 
 
 def grade_folder(submissions, out_csv="grades.csv", feedback_dir=None, timeout: float = 120.0,
-                 seed: int | None = None, jobs: int = 1) -> list[Grade]:
+                 seed: int | None = None, jobs: int = 1, check_timeout: float = 30.0) -> list[Grade]:
     """Grade every submission in ``submissions``; write ``out_csv`` and ``feedback_dir/<student>.md``."""
     out_csv = Path(check_path("out", out_csv, where="grade"))
     timeout = check_real("timeout", timeout, low=1.0, where="grade")
     jobs = check_int("jobs", jobs, low=1, where="grade")
+    check_timeout = check_real("check_timeout", check_timeout, low=0.1, where="grade")
     seed = new_seed() if seed is None else check_int("seed", seed, low=0, where="grade")
     feedback_dir = out_csv.parent / "feedback" if feedback_dir is None else Path(feedback_dir)
     students = find_submissions(submissions)
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        grades = list(pool.map(lambda item: _grade_student(*item, timeout, seed), students.items()))
+        grades = list(pool.map(lambda item: _grade_student(*item, timeout, seed, check_timeout),
+                               students.items()))
     write_grades(grades, out_csv, feedback_dir, seed)
     return grades
 
