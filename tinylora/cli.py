@@ -7,15 +7,18 @@ on stderr naming the flag or the path; outputs are checked writable before long 
 from __future__ import annotations
 
 import argparse
-import errno
 import os
 import sys
 
 from .cli_args import (
+    INTERRUPTED,
+    _check_output_file,
+    _failed_run,
     _int_list,
     _name_list,
     _non_empty,
     _non_negative_float,
+    _one_line,
     _positive_float,
     _positive_int,
     _probability,
@@ -43,15 +46,6 @@ def _demo(args) -> int:
             print(f"step {step:4d}  loss {loss.item():.6f}")
     print(f"learned w={w.item():.4f} b={b.item():.4f} (true 3, -1)")
     return 0
-
-
-def _check_output_file(path: str, flag: str) -> None:
-    """``path`` can be written as a file: it is not a folder, and its folder is writable (made if needed)."""
-    from .experiments.folder import check_writable_folder
-
-    if os.path.isdir(path):
-        raise IsADirectoryError(errno.EISDIR, f"{flag} is a folder; give a file name such as model.npz", path)
-    check_writable_folder(os.path.dirname(os.path.abspath(path)), f"the folder of {flag}")
 
 
 def _pretrain(args) -> int:
@@ -384,25 +378,6 @@ def main(argv=None) -> int:
     except (FloatingPointError, OSError, ValueError, TypeError, ImportError) as err:
         print(f"tinylora {args.command}: error: {_one_line(err)}", file=sys.stderr)
         return 1 if isinstance(err, FloatingPointError) or _failed_run(err) else 2
-
-
-# What Ctrl-C leaves behind, per command (every file tinylora writes is written whole or not at all).
-INTERRUPTED = {None: "nothing was written",
-               "pretrain": "no checkpoint was written (it is saved when training ends)",
-               "plot": "the figures already written are kept, each one whole"}
-
-
-def _failed_run(err: Exception) -> bool:
-    """An OSError of the machine (disk full, I/O error), not of the input: exit 1, not 2."""
-    return isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO)
-
-
-def _one_line(err: Exception) -> str:
-    """The error in one line; an OSError as 'PATH: what went wrong'."""
-    if isinstance(err, OSError) and err.filename is not None:
-        target = f" -> {err.filename2}" if err.filename2 is not None else ""
-        return f"{err.filename}{target}: {err.strerror or err}"
-    return " ".join(str(err).split())
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
-"""The argparse types of the command line's flags: each turns a bad value into a one-line error.
+"""The command line's checks and error lines: argparse types, output checks, one-line errors.
 
 argparse reports a type's ``ArgumentTypeError`` as ``argument --FLAG: MESSAGE``, so every message
-names the flag, the value it got and what was expected.
+names the flag, the value it got and what was expected. ``_one_line`` is the form every other
+error takes (an OSError as ``PATH: what went wrong``), and ``_failed_run`` tells a failed run
+(exit 1) from bad input (exit 2).
 
 >>> _positive_int("4")
 4
@@ -13,6 +15,8 @@ argparse.ArgumentTypeError: expected comma-separated integers >= 1 such as 1,2,4
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 
 
 def _non_empty(text: str) -> str:
@@ -73,3 +77,31 @@ def _int_list(low: int, example: str):
 
 def _name_list(text: str) -> tuple:
     return tuple(v.strip() for v in text.split(",") if v.strip())
+
+
+def _check_output_file(path: str, flag: str) -> None:
+    """``path`` can be written as a file: it is not a folder, and its folder is writable (made if needed)."""
+    from .experiments.folder import check_writable_folder
+
+    if os.path.isdir(path):
+        raise IsADirectoryError(errno.EISDIR, f"{flag} is a folder; give a file name such as model.npz", path)
+    check_writable_folder(os.path.dirname(os.path.abspath(path)), f"the folder of {flag}")
+
+
+# What Ctrl-C leaves behind, per command (every file tinylora writes is written whole or not at all).
+INTERRUPTED = {None: "nothing was written",
+               "pretrain": "no checkpoint was written (it is saved when training ends)",
+               "plot": "the figures already written are kept, each one whole"}
+
+
+def _failed_run(err: Exception) -> bool:
+    """An OSError of the machine (disk full, I/O error), not of the input: exit 1, not 2."""
+    return isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO)
+
+
+def _one_line(err: Exception) -> str:
+    """The error in one line; an OSError as 'PATH: what went wrong'."""
+    if isinstance(err, OSError) and err.filename is not None:
+        target = f" -> {err.filename2}" if err.filename2 is not None else ""
+        return f"{err.filename}{target}: {err.strerror or err}"
+    return " ".join(str(err).split())
