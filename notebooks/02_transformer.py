@@ -92,13 +92,15 @@ weights = np.exp(masked - masked.max(axis=-1, keepdims=True))   # softmax, row b
 weights /= weights.sum(axis=-1, keepdims=True)                  # (T, T), rows sum to 1
 attended = weights @ v                                          # (T, d)
 
-fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
+fig, axes = plt.subplots(1, 3, figsize=(13.5, 3.4))
 limit = np.abs(scores).max()
 panels = [(scores, "scores q·k/√d (red > 0 > blue)", dict(cmap="coolwarm", vmin=-limit, vmax=limit)),
           (~hidden, "causal mask (dark = hidden)", dict(cmap="gray")),
           (weights, "softmax weights", dict(cmap="viridis", vmin=0, vmax=1))]
 for ax, (image, title, style) in zip(axes, panels):
-    ax.imshow(image, **style)
+    shown = ax.imshow(image, **style)
+    if image.dtype != bool:                                     # the mask is two colours, named in its title
+        fig.colorbar(shown, ax=ax, shrink=0.8, label="score" if ax is axes[0] else "weight")
     ax.set(title=title, xticks=range(T), yticks=range(T), xticklabels=tokens, yticklabels=tokens,
            xlabel="key (looked at)", ylabel="query (looking)")
 for (i, j), w in np.ndenumerate(weights):
@@ -216,7 +218,7 @@ ax.plot(steps, losses, alpha=0.3, label="train (each step)")
 ax.plot(steps[window - 1:], smooth, label=f"train (mean of {window})")
 ax.plot(history["val_step"], history["val_loss"], "o-", label="validation")
 ax.axhline(np.log(tokenizer.vocab_size), color="grey", ls=":", label="uniform guess, ln 96")
-ax.set(xlabel="step", ylabel="cross-entropy loss (nats)", title="micro GPT on fables")
+ax.set(xlabel="step", ylabel="cross-entropy loss (nats per character)", title="micro GPT on fables")
 ax.legend()
 plt.show()
 
@@ -286,7 +288,8 @@ fig, ax = plt.subplots(figsize=(7, 3.2))
 positions = np.arange(len(held_out))
 ax.bar(positions - 0.2, list(base_loss.values()), 0.4, label="base (shipped)")
 ax.bar(positions + 0.2, list(micro_loss.values()), 0.4, label=f"micro ({STEPS} steps, above)")
-ax.set(xticks=positions, xticklabels=list(held_out), ylabel="loss (nats)", title="held-out loss on ...")
+ax.set(xticks=positions, xticklabels=list(held_out), ylabel="loss (nats per character)",
+       title="held-out loss on ...")
 ax.legend()
 plt.show()
 

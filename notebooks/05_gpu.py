@@ -33,8 +33,9 @@ import time
 import matplotlib.pyplot as plt
 import numpy as np
 
-from tinylora import Tensor, get_array_module, is_cuda_available, to_device
+from tinylora import Tensor, asnumpy, backend, get_array_module, is_cuda_available, to_device
 from tinylora.data import CharTokenizer, get_batch, load_corpus
+from tinylora.fake_cupy import FakeCupyArray, calls, fake_cupy
 from tinylora.models.gpt import GPT, GPTConfig
 from tinylora.optim import AdamW
 
@@ -153,12 +154,107 @@ ax.set(ylabel="ms per training step", title=f"{preset} GPT, batch {batch}")
 plt.show()
 
 # %% [markdown]
+# ## 4. Without a GPU: what the strict fake CuPy catches
+#
+# Most mistakes that break GPU code do not need a GPU to be found. Real CuPy has three rules
+# that NumPy code breaks without noticing:
+#
+# 1. **No mixing.** A device array and a host (NumPy) array cannot meet in one operation:
+#    the data live in two different memories, and CuPy raises instead of guessing.
+# 2. **No implicit transfers.** `np.asarray(device_array)` would be a hidden copy from GPU
+#    memory to the host, which is slow and waits for the GPU to finish; CuPy refuses it. A
+#    copy must be asked for: `.get()` or `asnumpy`.
+# 3. **`np.*` is the wrong module.** Op code must call the module that owns its inputs,
+#    `xp = get_array_module(x)`. Real CuPy forwards some NumPy calls (its ufuncs), but not
+#    all of them, and a forwarded call on one machine is a crash or a hidden host copy on
+#    another.
+#
+# `tinylora.fake_cupy` is NumPy behind a wall that enforces all three, and stricter on the
+# third: it refuses every `np.*` function on its arrays. The test suite runs every engine
+# test on it (`tests/conftest.py`), so a stray `np.` in op code fails on any laptop.
+# Registering it makes `"cuda"` mean the fake device for a while:
+
+# %%
+backend.register_device_backend(FakeCupyArray, fake_cupy)     # "cuda" is now the fake device
+try:
+    device_x = to_device(np.array([1.0, -2.0, 3.0], dtype=np.float32), "cuda")
+    print("on the fake device:", type(device_x).__name__, "module", get_array_module(device_x).__name__)
+    attempts = {
+        "1. mixing:   device + host array": lambda: device_x + np.ones(3, dtype=np.float32),
+        "2. implicit: np.asarray(device)": lambda: np.asarray(device_x),
+        "3. np.* on a device array: np.exp": lambda: np.exp(device_x),
+    }
+    for name, attempt in attempts.items():
+        try:
+            attempt()
+            print(f"{name:36s} -> allowed")
+        except TypeError as err:
+            print(f"{name:36s} -> {type(err).__name__}: {str(err)[:70]}")
+    xp = get_array_module(device_x)
+    print("the right way: xp.exp(x) =", xp.exp(device_x), "| explicit copy to the host:", device_x.get())
+finally:
+    backend.unregister_device_backend(FakeCupyArray)
+
+# %% [markdown]
+# The same wall catches a mistake inside an op. Below, two versions of `tanh` defined with
+# the public op API (`Tensor.from_op`, notebook 01): one takes its module from the input,
+# the other calls `np.tanh` directly. On the CPU both give the same numbers, so a CPU-only
+# test cannot tell them apart; on the fake device the second one fails, at the line that is
+# wrong, with no GPU anywhere.
+
+# %%
+def tanh_xp(t):
+    xp = get_array_module(t.data)
+    y = xp.tanh(t.data)
+    return Tensor.from_op(y, (t,), lambda g: (g * (1 - y * y),))
+
+
+def tanh_np(t):                                    # the mistake: np. in op code
+    y = np.tanh(t.data)
+    return Tensor.from_op(y, (t,), lambda g: (g * (1 - y * y),))
+
+
+host_t = Tensor(np.array([0.5, -1.0], dtype=np.float32), requires_grad=True)
+print("CPU:   xp version", tanh_xp(host_t).data, "  np version", tanh_np(host_t).data)
+backend.register_device_backend(FakeCupyArray, fake_cupy)
+try:
+    device_t = host_t.to("cuda")
+    print("fake device, xp version:", type(tanh_xp(device_t).data).__name__)
+    try:
+        tanh_np(device_t)
+    except TypeError as err:
+        print("fake device, np version:", type(err).__name__, "-", str(err)[:80])
+
+    # A whole training step of the micro GPT on the fake device, counting what ran there.
+    calls.clear()
+    fake_model = GPT(GPTConfig.preset("micro"), seed=0).to("cuda")
+    fake_optimizer = AdamW(fake_model.parameters(), lr=1e-3)
+    x, y = get_batch(train_ids, 4, fake_model.config.block_size, np.random.default_rng(0))   # host ids
+    _, loss = fake_model(x, y)
+    loss.backward()
+    fake_optimizer.step()
+    print(f"one training step on the fake device: loss {loss.item():.3f}; {calls['matmul']} matmuls "
+          f"among {sum(calls.values()):,d} device calls in all")
+    print("parameters still on the device:", {p.device for p in fake_model.parameters()},
+          "| checkpoint arrays are host NumPy:", type(asnumpy(fake_model.lm_head.weight.data)).__name__)
+finally:
+    backend.unregister_device_backend(FakeCupyArray)
+
+# %% [markdown]
+# The step runs because every op of the engine, the GPT and AdamW takes its module from its
+# inputs; the token ids start on the host, and the model moves them to its device itself.
+# The counter `calls` is how the tests prove that work was *not* done, for
+# example that a frozen weight's gradient is never formed. What the fake cannot show is
+# speed, memory or the GPU's own numerics: those need the real device (section 3).
+#
 # ## Check yourself
 #
 # 1. What does `get_array_module` return for a NumPy array, and for a CuPy array?
 # 2. Why should the optimizer be created after `model.to("cuda")`?
 # 3. Why is the first training step on a GPU left out of the timing?
 # 4. Why must the clock wait (here via `loss.item()`) before reading the GPU time?
+# 5. A test of a new op passes on the CPU. Why can it still fail on a GPU, and how does the
+#    fake CuPy find that on a laptop?
 #
 # <details><summary>Answers</summary>
 #
@@ -168,4 +264,7 @@ plt.show()
 # 3. CuPy compiles and caches its kernels on first use; that one-off cost is not the step time.
 # 4. GPU calls are asynchronous: Python gets control back before the GPU has finished.
 #    Copying the loss to the host forces the wait.
+# 5. The op may call `np.*` on its inputs, or mix in a host array; on the CPU both are
+#    NumPy, so nothing shows. The fake CuPy refuses mixing, implicit conversion and `np.*`
+#    on its arrays, so the same test run on it fails at the wrong line.
 # </details>
