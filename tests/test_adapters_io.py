@@ -262,3 +262,18 @@ def test_get_delta_weights_of_an_unknown_adapter_lists_the_adapters():
 def test_a_non_finite_lora_alpha_is_refused(alpha):
     with pytest.raises(ValueError, match=f"LoraConfig.lora_alpha must be a finite number, got {alpha}"):
         LoraConfig(lora_alpha=alpha)
+
+
+def test_a_complex_adapter_tensor_is_refused_naming_it(tmp_path):
+    from safetensors.numpy import save
+    lora.save_adapter(trained_adapter(), tmp_path)
+    path = tmp_path / ADAPTER_WEIGHTS_NAME
+    arrays, metadata = load_safetensors(path)
+    key = "base_model.model.blocks.0.attn.q_proj.lora_A.weight"
+    arrays[key] = arrays[key].astype(np.complex64)  # safetensors stores complex; tinylora's writer would not
+    path.write_bytes(save(arrays, metadata={**metadata, "tinylora.checksum": tensor_checksum(arrays)}))
+    model = GPT(TINY, seed=0)
+    before = weights(model)
+    with pytest.raises(TypeError, match=f"{key} must be an array of real numbers.*got dtype complex64"):
+        lora.load_adapter(model, tmp_path)
+    assert_unchanged(model, before)
