@@ -150,7 +150,7 @@ def append_result(directory, run: dict) -> None:
         fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o666)
         try:
             size = os.fstat(fd).st_size
-            if size and os.pread(fd, 1, size - 1) != b"\n":
+            if size and os.lseek(fd, size - 1, os.SEEK_SET) >= 0 and os.read(fd, 1) != b"\n":
                 line = b"\n" + line
             os.write(fd, line)  # one write of the whole line: O_APPEND puts it after the last byte
             os.fsync(fd)

@@ -372,8 +372,7 @@ def _run_locked(config: SweepConfig, out, workers, scheduler, progress, log) -> 
         append_result(out, line)
         finished[line["run_id"]] = line
         if line["status"] == "diverged":
-            bar.write(f"run {line['run_id']} {line['message']}") if progress else log(
-                f"run {line['run_id']} {line['message']}")
+            (bar.write if progress else log)(f"run {line['run_id']} {line['message']}")
         bar.update(1)
 
     stopped = True
