@@ -167,15 +167,20 @@ def test_repeated_ranks_seeds_and_targets_collapse_into_one_run_each_with_a_note
 
 
 # ---- Ctrl-C and kill -9 -------------------------------------------------------------------------------
+@needs_proc
 @pytest.mark.slow
-def test_ctrl_c_prints_one_line_saying_what_was_kept_and_exits_130(tmp_path):
-    """Before: Ctrl-C printed a 41-line traceback."""
-    process = subprocess.Popen(sweep_command(tmp_path, ranks="1,2,3", steps=10), stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True)
+def test_ctrl_c_of_a_two_worker_sweep_prints_one_line_saying_what_was_kept_exits_130_and_stops_the_pool(
+        tmp_path):
+    """Before: Ctrl-C printed a 41-line traceback (and one more per worker)."""
+    command = sweep_command(tmp_path, ranks="1,2,3,4", steps=20, workers=2)
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
     assert wait_for(lambda: len(read_results(tmp_path)) >= 1)
-    process.send_signal(signal.SIGINT)
+    children = children_of(process.pid)
+    os.killpg(process.pid, signal.SIGINT)        # as a terminal's Ctrl-C: the sweep and its workers
     _, stderr = process.communicate(timeout=60)
     kept = len(read_results(tmp_path))
+    assert wait_for(lambda: not any(map(alive, children)), timeout=10), [c for c in children if alive(c)]
     assert process.returncode == 130
     assert [line for line in stderr.splitlines() if line.strip()] == [
         f"tinylora sweep: interrupted; {kept} finished run{'s' * (kept != 1)} kept in "
