@@ -10,7 +10,9 @@ adapter's A is (r, in), its B is (out, r).
 - Spectrum of ΔW = W_ft − W0: ``singular_spectrum``, ``cumulative_energy``, ``effective_rank``,
   ``energy_rank``, and ``random_baseline_spectrum`` (a matrix with no low-rank structure).
 - Do two adapters learn the same directions? ``subspace_similarity`` (LoRA paper, Section 7.2).
-- Does ΔW amplify directions W already has? ``amplification_factor`` (LoRA paper, Section 7.3).
+- Does ΔW amplify directions W already has? ``amplification_factor`` and, with all three columns of
+  the paper's Table 7, ``amplification_table`` (LoRA paper, Section 7.3); how ΔW's top directions
+  overlap W's, ``delta_weight_similarity`` (Fig. 8).
 - Reading a sweep: ``knee_rank`` and ``recovered_fraction``.
 
 >>> import numpy as np
@@ -32,7 +34,8 @@ from .._validate import check_int, check_real
 __all__ = [
     "singular_spectrum", "cumulative_energy", "effective_rank", "energy_rank",
     "random_baseline_spectrum", "subspace_similarity", "subspace_similarity_grid",
-    "random_subspace_similarity", "Amplification", "amplification_factor", "knee_rank", "recovered_fraction",
+    "random_subspace_similarity", "Amplification", "amplification_factor", "AmplificationTable",
+    "amplification_table", "delta_weight_similarity", "knee_rank", "recovered_fraction",
 ]
 
 
@@ -231,6 +234,25 @@ def random_subspace_similarity(d: int, i: int, j: int) -> float:
 
 # --------------------------------------------------------------------------- amplification
 
+def _check_delta_and_w(delta, W, r):
+    d, w = _as_matrix(delta, "delta"), _as_matrix(W, "W")
+    if d.shape != w.shape:
+        raise ValueError(f"delta and W must have the same shape (out, in): got {d.shape} and {w.shape}")
+    return d, w, check_int("r", r, low=1, high=min(d.shape))
+
+
+def _projection(w: np.ndarray, u: np.ndarray, v: np.ndarray) -> float:
+    """‖Uᵀ W V‖_F for U (out, r) and V (in, r) with orthonormal columns: W seen through that subspace."""
+    return float(np.linalg.norm(u.T @ w @ v))                       # (r, r) -> a number
+
+
+def _projected_norms(d: np.ndarray, w: np.ndarray, r: int, seed: int) -> tuple[float, float]:
+    """(‖U_rᵀ W V_r‖_F with ΔW's top-r singular vectors, the same with random orthonormal U, V)."""
+    u, _, vh = np.linalg.svd(d, full_matrices=False)
+    rng = np.random.default_rng(seed)
+    u_rand, v_rand = _random_orthonormal(d.shape[0], r, rng), _random_orthonormal(d.shape[1], r, rng)
+    return _projection(w, u[:, :r], vh[:r].T), _projection(w, u_rand, v_rand)
+
 class Amplification(NamedTuple):
     """Result of ``amplification_factor``; unpacks as a 4-tuple, ``._asdict()`` gives the JSON form."""
 
@@ -256,22 +278,78 @@ def amplification_factor(delta, W, r: int, seed: int = 0) -> Amplification:
     >>> amplification_factor(np.diag([0.0, 0.5]), W, r=1).factor     # 0.5 / 1
     0.5
     """
-    d, w = _as_matrix(delta, "delta"), _as_matrix(W, "W")
-    if d.shape != w.shape:
-        raise ValueError(f"delta and W must have the same shape (out, in): got {d.shape} and {w.shape}")
-    r = check_int("r", r, low=1, high=min(d.shape))
-    u, _, vh = np.linalg.svd(d, full_matrices=False)
+    d, w, r = _check_delta_and_w(delta, W, r)
     delta_norm = float(np.linalg.norm(d))
-    projected = float(np.linalg.norm(u[:, :r].T @ w @ vh[:r].T))
-    rng = np.random.default_rng(seed)
-    u_rand, v_rand = _random_orthonormal(d.shape[0], r, rng), _random_orthonormal(d.shape[1], r, rng)
-    random_projected = float(np.linalg.norm(u_rand.T @ w @ v_rand))
+    projected, random_projected = _projected_norms(d, w, r, seed)
     return Amplification(
         factor=delta_norm / projected if projected > 0 else math.inf,
         random_factor=delta_norm / random_projected if random_projected > 0 else math.inf,
         delta_norm=delta_norm,
         projected_norm=projected,
     )
+
+
+class AmplificationTable(NamedTuple):
+    """One rank's column block of Table 7 (``amplification_table``); ``._asdict()`` gives the JSON form."""
+
+    rank: int
+    delta_directions: float   # ‖UᵀWV‖_F with U, V the top-r singular vectors of ΔW
+    weight_directions: float  # the same with W's own top-r: √(σ_1² + … + σ_r²) of W
+    random_directions: float  # the same with random orthonormal U, V (seeded)
+    weight_norm: float        # ‖W‖_F
+    delta_norm: float         # ‖ΔW‖_F
+    amplification: float      # delta_norm / delta_directions, the factor of ``amplification_factor``
+
+
+def amplification_table(delta, W, r: int, seed: int = 0) -> AmplificationTable:
+    """Table 7 of the LoRA paper (Hu et al., 2021, Section 7.3) for one rank r: ‖UᵀWV‖_F three ways.
+
+    ``delta`` and ``W`` are (out, in). U (out, r) and V (in, r) are orthonormal; ‖UᵀWV‖_F (r, r) is how
+    much of W lies in the subspace they span. The three columns take U, V from
+
+    - ΔW's own top-r singular vectors: small when ΔW points where W is weak;
+    - W's own top-r: the most W can have in any r-dimensional subspace, √(σ_1² + … + σ_r²);
+    - a random pair of subspaces (the same draw as ``amplification_factor``'s ``random_factor``):
+      about ‖W‖_F·r/√(out·in) for a W without structure.
+
+    ΔW "amplifies" a direction when ‖ΔW‖_F is large against W's own size there: the factor
+    ‖ΔW‖_F / ‖UᵀWV‖_F with ΔW's directions. The paper reports, for GPT-3's Wq at r = 4, 0.32 (ΔWq),
+    21.67 (Wq) and 0.02 (random), ‖Wq‖_F = 61.95, ‖ΔWq‖_F = 6.91, so a factor of 6.91 / 0.32 ≈ 21.5.
+
+    >>> W = np.diag([10.0, 5.0, 1.0, 0.5])          # W is strong along e1, weak along e4
+    >>> row = amplification_table(np.diag([0.0, 0.0, 0.0, 2.0]), W, r=1)   # ΔW = 2·e4·e4ᵀ
+    >>> row.delta_directions, row.weight_directions, row.delta_norm, row.amplification   # 0.5, 10, 2, 2/0.5
+    (0.5, 10.0, 2.0, 4.0)
+    >>> round(row.weight_norm, 4)                    # √(100 + 25 + 1 + 0.25)
+    11.2361
+    """
+    d, w, r = _check_delta_and_w(delta, W, r)
+    delta_norm = float(np.linalg.norm(d))
+    projected, random_projected = _projected_norms(d, w, r, seed)
+    u_w, _, vh_w = np.linalg.svd(w, full_matrices=False)
+    return AmplificationTable(
+        rank=r, delta_directions=projected, weight_directions=_projection(w, u_w[:, :r], vh_w[:r].T),
+        random_directions=random_projected, weight_norm=float(np.linalg.norm(w)), delta_norm=delta_norm,
+        amplification=delta_norm / projected if projected > 0 else math.inf)
+
+
+def delta_weight_similarity(delta, W, r: int, j_max: int | None = None) -> np.ndarray:
+    """φ(ΔW, W, i, j) for i ≤ r and j ≤ ``j_max``: (r, j_max), entry [i−1, j−1] (LoRA paper, Fig. 8).
+
+    φ = ‖U_iᵀ V_j‖_F² / min(i, j), with U_i (out, i) the top-i left singular vectors of ΔW and V_j
+    (out, j) the top-j left singular vectors of W: the formula of ``subspace_similarity`` on the
+    output directions. Row i = 1 asks whether ΔW's strongest direction is among W's top j. Random
+    subspaces give max(i, j)/out; a row that stays near that floor for small j means ΔW works in
+    directions W does not emphasise. ``r`` ≤ the rank of ΔW (beyond it the singular vectors are
+    arbitrary); ``j_max`` defaults to min(out, in).
+
+    >>> W = np.diag([3.0, 2.0, 1.0])                 # W's output directions in order: e1, e2, e3
+    >>> delta_weight_similarity(np.diag([0.0, 0.0, 5.0]), W, r=1).round(6).tolist()   # ΔW along e3
+    [[0.0, 0.0, 1.0]]
+    """
+    d, w, r = _check_delta_and_w(delta, W, r)
+    j_max = min(d.shape) if j_max is None else check_int("j_max", j_max, low=1, high=min(d.shape))
+    return subspace_similarity_grid(d.T, w.T)[:r, :j_max]  # right singular vectors of ΔWᵀ = left of ΔW
 
 
 # --------------------------------------------------------------------------- reading a sweep

@@ -55,7 +55,12 @@ from ..models.gpt import GPT
 from ..pretrained import load_base
 from ..tensor import Tensor, no_grad
 from ..train import estimate_loss, fit
-from .analysis import amplification_factor, random_baseline_spectrum
+from .analysis import (
+    amplification_factor,
+    amplification_table,
+    delta_weight_similarity,
+    random_baseline_spectrum,
+)
 from .llm_task import LLM_TASKS, LlmRunSpec
 from .llm_task import run as run_llm
 from .results import TASKS
@@ -216,7 +221,8 @@ def _layer_names(model, suffixes) -> list[str]:
 
 
 def _analysis(model, spec: RunSpec, W0: dict) -> dict:
-    """Spectra of full-FT ΔW (with a random baseline); A matrices and amplification for LoRA."""
+    """Spectra of full-FT ΔW (with a random baseline); for LoRA, A matrices, amplification, Table 7's three
+    projections and Fig. 8's φ between ΔW's and W0's top output directions."""
     if spec.method == "full":
         W1 = _weights(model, list(W0))
         spectra, random = {}, {}
@@ -230,13 +236,16 @@ def _analysis(model, spec: RunSpec, W0: dict) -> dict:
     last = sorted(deltas)[-2:]  # the two deepest adapted layers, e.g. the last block's q and v
     adapter_A = {n: layer.adapters[layer.active_adapter].lora_A.numpy().round(6).tolist()
                  for n, layer in lora_layers(model) if n in last}
-    amplification = {}
+    amplification, table7, similarity = {}, {}, {}
     for n in last:
         r = min(spec.rank, *deltas[n].shape)
         factor, random_factor, delta_norm, projected = amplification_factor(deltas[n], W0[n], r)
         amplification[n] = {"factor": factor, "random_factor": random_factor, "delta_norm": delta_norm,
                             "projected_norm": projected}
-    return {"adapter_A": adapter_A, "amplification": amplification}
+        table7[n] = amplification_table(deltas[n], W0[n], r)._asdict()          # LoRA paper, Table 7
+        similarity[n] = delta_weight_similarity(deltas[n], W0[n], r).round(6).tolist()  # Fig. 8
+    return {"adapter_A": adapter_A, "amplification": amplification, "table7": table7,
+            "delta_weight_similarity": similarity}
 
 
 # ---- the domain-shift task (also budget and scaling) ------------------------------------------
