@@ -8,17 +8,18 @@ means "off"; ``check_peft_fields`` refuses a file that sets any of them to somet
 >>> d = LoraConfig(r=2, lora_alpha=4).to_peft_dict()
 >>> d["peft_type"], d["r"], d["target_modules"], d["rank_pattern"]
 ('LORA', 2, ['q_proj', 'v_proj'], {})
->>> LoraConfig.from_peft_dict({**d, "layers_to_transform": [0]})
+>>> LoraConfig.from_peft_dict({**d, "layer_replication": [[0, 1]]})
 Traceback (most recent call last):
 ...
-ValueError: PEFT config: layers_to_transform=[0] is not supported by tinylora (it needs None)
+ValueError: PEFT config: layer_replication=[[0, 1]] is not supported by tinylora (it needs None)
 """
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from .._validate import check_bool, check_choice, check_int, check_probability, check_real
+from .patterns import check_layer_fields
 from .variants import lora_scaling
 
 INIT_CHOICES = ("gaussian", "kaiming", "pissa", True, False)
@@ -29,8 +30,7 @@ TASK_TYPES = (None, "CAUSAL_LM")  # every tinylora model is a causal language mo
 # off. They are written at these values, and a file with another value is refused (check_peft_fields).
 # Supporting one means moving it from here into LoraConfig.
 PEFT_UNSUPPORTED_FIELDS = {
-    "fan_in_fan_out": False, "modules_to_save": None, "rank_pattern": {}, "alpha_pattern": {},
-    "layers_to_transform": None, "layers_pattern": None, "exclude_modules": None, "target_parameters": None,
+    "fan_in_fan_out": False, "exclude_modules": None, "target_parameters": None,
     "lora_bias": False, "layer_replication": None, "loftq_config": {}, "eva_config": None,
     "corda_config": None, "use_qalora": False, "megatron_config": None, "trainable_token_indices": None,
     "alora_invocation_tokens": None, "arrow_config": None, "ensure_weight_tying": False, "use_bdlora": None,
@@ -41,7 +41,8 @@ PEFT_DESCRIPTIVE_FIELDS = {"peft_type": "LORA", "task_type": "CAUSAL_LM", "base_
                            "revision": None, "inference_mode": True, "auto_mapping": None,
                            "megatron_core": "megatron.core", "qalora_group_size": 16, "peft_version": None}
 PEFT_LORA_FIELDS = ("r", "lora_alpha", "target_modules", "lora_dropout", "use_rslora", "use_dora",
-                    "init_lora_weights", "bias")
+                    "init_lora_weights", "bias", "rank_pattern", "alpha_pattern", "layers_to_transform",
+                    "layers_pattern", "modules_to_save")
 
 
 def _is_off(value, off) -> bool:
@@ -86,6 +87,9 @@ class LoraConfig:
     init_lora_weights: "gaussian" (A ~ N(0, 1/r²)), "kaiming"/True (A ~ U(±1/√in)), "pissa",
     or False (B random too: the adapter changes the output at once; for testing only).
     bias: which biases train: "none", "all", or "lora_only" (those of adapted layers).
+    rank_pattern, alpha_pattern: per-layer r and α, {name suffix or regex: value} (lora/patterns.py).
+    layers_to_transform, layers_pattern: adapt only the targets in these blocks (lora/patterns.py).
+    modules_to_save: modules trained in full, a copy per adapter, e.g. ["lm_head"] (lora/modules_to_save.py).
 
     >>> LoraConfig(r=8, lora_alpha=16).scaling, LoraConfig(r=4, lora_alpha=8, use_rslora=True).scaling
     (2.0, 4.0)
@@ -100,6 +104,11 @@ class LoraConfig:
     init_lora_weights: str | bool = "gaussian"
     bias: str = "none"
     seed: int | None = 0
+    rank_pattern: dict = field(default_factory=dict)
+    alpha_pattern: dict = field(default_factory=dict)
+    layers_to_transform: int | list | None = None
+    layers_pattern: str | list | None = None
+    modules_to_save: list | None = None
 
     def __post_init__(self):
         self.r = check_int("LoraConfig.r", self.r, low=1)
@@ -116,6 +125,14 @@ class LoraConfig:
             self.seed = check_int("LoraConfig.seed", self.seed, low=0)
         if self.use_dora and self.init_lora_weights == "pissa":
             raise ValueError("LoraConfig: use_dora=True cannot be combined with init_lora_weights='pissa'")
+        for name in ("layers_to_transform", "layers_pattern", "modules_to_save"):  # JSON writes lists
+            if isinstance(getattr(self, name), tuple):
+                setattr(self, name, list(getattr(self, name)))
+        check_layer_fields(self)
+        if self.modules_to_save is not None and not (isinstance(self.modules_to_save, list) and all(
+                isinstance(m, str) and m for m in self.modules_to_save)):
+            raise TypeError(f"LoraConfig.modules_to_save must be a list of module names, got "
+                            f"{self.modules_to_save!r}")
 
     def _check_target_modules(self):
         if isinstance(self.target_modules, list):
@@ -172,7 +189,8 @@ class LoraConfig:
             raise ValueError(f"{where}: target_modules is null (PEFT's per-model default); tinylora needs "
                              "the module names written out")
         peft_defaults = {"r": 8, "lora_alpha": 8, "lora_dropout": 0.0, "use_rslora": False, "use_dora": False,
-                         "init_lora_weights": True, "bias": "none"}
+                         "init_lora_weights": True, "bias": "none", "rank_pattern": {}, "alpha_pattern": {}}
+        d = {**d, **{k: {} for k in ("rank_pattern", "alpha_pattern") if d.get(k, {}) is None}}
         try:
             return cls(**{**peft_defaults, **{k: d[k] for k in PEFT_LORA_FIELDS if k in d}})
         except (TypeError, ValueError) as err:

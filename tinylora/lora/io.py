@@ -45,6 +45,8 @@ from ..io import atomic_writer, load_safetensors, save_safetensors
 from ..nn import Embedding, Module
 from .config import LoraConfig
 from .model import adapter_names, add_adapter, find_targets, lora_layers, set_adapter
+from .modules_to_save import find_modules_to_save, modules_to_save_tensors
+from .patterns import layer_settings
 from .variants import variant_for
 
 ADAPTER_CONFIG_NAME = "adapter_config.json"
@@ -99,8 +101,9 @@ def save_adapter(model: Module, directory, adapter_name: str = "default") -> Non
         raise ValueError(f"the model has no adapter named {adapter_name!r}; it has {adapter_names(model)}")
     if any(layer.merged_adapter == adapter_name for _, layer in layers):
         raise ValueError(f"adapter {adapter_name!r} is merged; call unmerge_lora(model) before saving it")
-    config = layers[0][1].adapters[adapter_name].config
-    arrays = {}
+    config = getattr(model, "peft_config", {}).get(adapter_name, layers[0][1].adapters[adapter_name].config)
+    copies = modules_to_save_tensors(model, adapter_name)
+    arrays = {PEFT_PREFIX + n: asnumpy(p.data) for n, p in copies.items()}
     for name, layer in layers:
         keys = PEFT_EMBEDDING_KEYS if _is_embedding(layer) else PEFT_KEYS
         for kind, p in layer.adapters[adapter_name].named_parameters():
@@ -124,8 +127,10 @@ def load_adapter(model: Module, directory, adapter_name: str = "default", activa
     directory = check_path("directory", directory, where="load_adapter")
     config, legacy_shapes = _read_config(os.path.join(directory, ADAPTER_CONFIG_NAME))
     weights_path = os.path.join(directory, ADAPTER_WEIGHTS_NAME)
-    factors, biases, shapes = _read_weights(weights_path, legacy_shapes)
     targets = find_targets(model, config)
+    saved = find_modules_to_save(model, config.modules_to_save or [], targets)
+    factors, biases, shapes, copies = _read_weights(weights_path, legacy_shapes, saved)
+    copies = _check_modules_to_save(model, saved, copies, weights_path)
     _check_base_layers(model, targets, shapes, directory)
     _check_factors(factors, shapes, config, weights_path)
     bias_params = _check_biases(model, biases, config, weights_path)
@@ -135,6 +140,8 @@ def load_adapter(model: Module, directory, adapter_name: str = "default", activa
             p.data = to_device(factors[name][kind].astype(p.dtype), p.device)
     for name, p in bias_params.items():
         p.data = to_device(biases[name].astype(p.dtype), p.device)
+    for name, p in modules_to_save_tensors(model, adapter_name).items():
+        p.data = to_device(copies[name].astype(p.dtype), p.device)
     if activate:
         set_adapter(model, adapter_name)
     return model
@@ -154,8 +161,9 @@ def _read_config(path: str) -> tuple[LoraConfig, dict | None]:
     return LoraConfig.from_peft_dict(saved, where=repr(path)), None
 
 
-def _read_weights(path: str, legacy_shapes: dict | None):
-    """(factors {layer: {kind: array}}, biases {name: array}, base shapes {layer: (out, in)}), all checked."""
+def _read_weights(path: str, legacy_shapes: dict | None, saved=()):
+    """(factors {layer: {kind: array}}, biases {name: array}, base shapes {layer: (out, in)}, the copies of
+    the modules ``saved`` lists {<module>.<param>: array}), all checked."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no {ADAPTER_WEIGHTS_NAME} at {path!r}")
     arrays, metadata = load_safetensors(path)
@@ -164,8 +172,11 @@ def _read_weights(path: str, legacy_shapes: dict | None):
                          "with them (a changed byte); save the adapter again")
     for name, array in arrays.items():
         check_loaded_array(name, array, where=path)
-    factors, biases = {}, {}
+    factors, biases, copies = {}, {}, {}
     for key, array in arrays.items():
+        if key.startswith(tuple(f"{PEFT_PREFIX}{m}." for m in saved)):  # modules_to_save
+            copies[key.removeprefix(PEFT_PREFIX)] = array
+            continue
         layer, kind = _parse_key(key, legacy_shapes is not None)
         if kind == "bias":
             biases[layer] = array
@@ -186,7 +197,22 @@ def _read_weights(path: str, legacy_shapes: dict | None):
     if set(shapes) != set(factors):
         raise ValueError(f"{path!r}: its tensors cover the layers {sorted(factors)}, but its metadata lists "
                          f"{sorted(shapes)}")
-    return factors, biases, {n: tuple(s) for n, s in shapes.items()}
+    return factors, biases, {n: tuple(s) for n, s in shapes.items()}, copies
+
+
+def _check_modules_to_save(model: Module, saved: list[str], copies: dict, path: str) -> dict:
+    """The saved copies must be exactly the parameters of the modules ``saved`` names, at their shapes."""
+    want = {f"{m}.{n}": p for m in saved for n, p in model.get_submodule(m).named_parameters()
+            if ".modules_to_save." not in f".{n}"}
+    want = {k.replace(".original_module.", "."): p for k, p in want.items()}
+    if sorted(want) != sorted(copies):
+        raise ValueError(f"{path!r}: modules_to_save needs the tensors {sorted(want)}, the file has "
+                         f"{sorted(copies)}")
+    for name, p in want.items():
+        if tuple(copies[name].shape) != tuple(p.shape):
+            raise ValueError(f"{path!r}: modules_to_save tensor {name!r} has shape "
+                             f"{tuple(copies[name].shape)}, the model's is {tuple(p.shape)}")
+    return copies
 
 
 def _parse_key(key: str, legacy: bool) -> tuple[str, str | None]:
@@ -229,7 +255,8 @@ def _check_base_layers(model: Module, targets: list[str], shapes: dict, director
 def _check_factors(factors: dict, shapes: dict, config: LoraConfig, path: str) -> None:
     """Each layer holds exactly the tensors its variant needs (A, B, DoRA's m), at the shapes it needs."""
     for name, (out_f, in_f) in shapes.items():
-        want = variant_for(config).shapes(config.r, out_f, in_f)
+        r = layer_settings(config, name)[0]                               # rank_pattern
+        want = variant_for(config).shapes(r, out_f, in_f)
         extra = sorted(set(factors[name]) - set(want))
         if extra:
             raise ValueError(f"{path!r}: layer {name!r} holds {extra}, which this config "
@@ -238,7 +265,7 @@ def _check_factors(factors: dict, shapes: dict, config: LoraConfig, path: str) -
             got = factors[name].get(kind)
             if got is None or tuple(got.shape) != shape:
                 raise ValueError(f"{path!r}: adapter weights for {name}.{kind}: expected shape {shape} "
-                                 f"(r={config.r}), got {None if got is None else tuple(got.shape)}")
+                                 f"(r={r}), got {None if got is None else tuple(got.shape)}")
 
 
 def _check_biases(model: Module, biases: dict, config: LoraConfig, path: str) -> dict:

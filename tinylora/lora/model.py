@@ -17,6 +17,15 @@ from ..nn import Embedding, Linear, Module
 from .config import BIAS_CHOICES, LoraConfig
 from .embedding import LORA_LAYER_TYPES, LoraEmbedding, check_embedding_targets, layer_shape, lora_layer_for
 from .layer import LoraLinear
+from .modules_to_save import (
+    add_modules_to_save,
+    delete_modules_to_save,
+    find_modules_to_save,
+    modules_to_save_layers,
+    set_modules_to_save_adapter,
+    unwrap_modules_to_save,
+)
+from .patterns import config_for_layer, select_layers
 from .variants import variant_for
 
 
@@ -59,14 +68,7 @@ def find_targets(model: Module, config: LoraConfig) -> list[str]:
                          f"of this {type(model).__name__}. Valid names are the suffixes {suffixes} (and the "
                          f"Embedding suffixes {tables}), any full name such as {names[0]!r}, a regex over "
                          "full names, or 'all-linear'")
-    for n in targets:
-        out_f, in_f = layer_shape(model.get_submodule(n))
-        if config.r > min(in_f, out_f):
-            raise ValueError(f"r={config.r} is larger than min(in, out) = {min(in_f, out_f)} of layer {n!r} "
-                             f"(out x in = {out_f}x{in_f}); a rank cannot exceed the matrix's smaller side")
-    return targets
-
-
+    return select_layers(model, targets, config, layer_shape)  # layers_to_transform; each layer's own r
 
 
 def _check_can_add(model: Module, targets: list[str], adapter_name: str, config: LoraConfig) -> None:
@@ -101,12 +103,16 @@ def add_adapter(model: Module, adapter_name: str, config: LoraConfig, *,
     targets = find_targets(model, config) if targets is None else targets
     _check_can_add(model, targets, adapter_name, config)
     check_embedding_targets(model, targets, config)
+    saved = find_modules_to_save(model, config.modules_to_save or [], targets)
     active = active_adapter(model) or adapter_name
     rng = np.random.default_rng(config.seed)
     for n in targets:
         layer = lora_layer_for(model.get_submodule(n))
         model.set_submodule(n, layer)
-        layer.add_adapter(adapter_name, config, rng)
+        layer.add_adapter(adapter_name, config_for_layer(config, n), rng)  # rank_pattern, alpha_pattern
+    size = sum(p.size for n in targets for p in model.get_submodule(n).adapters[adapter_name].parameters())
+    add_modules_to_save(model, adapter_name, saved, size)
+    model.peft_config = {**getattr(model, "peft_config", {}), adapter_name: config}  # as PeftModel keeps it
     set_adapter(model, active)
     return model
 
@@ -146,6 +152,7 @@ def set_adapter(model: Module, adapter_name: str) -> None:
                          "call unmerge_lora(model) first")
     for _, layer in layers:
         layer.active_adapter = adapter_name if adapter_name in layer.adapters else None
+    set_modules_to_save_adapter(model, adapter_name)
     mark_only_lora_as_trainable(model, bias=having[0].adapters[adapter_name].config.bias)
 
 
@@ -163,6 +170,8 @@ def delete_adapter(model: Module, adapter_name: str) -> None:
         raise ValueError(f"adapter {adapter_name!r} is merged; call unmerge_lora(model) first")
     for _, layer in layers:
         layer.delete_adapter(adapter_name)
+    delete_modules_to_save(model, adapter_name)
+    getattr(model, "peft_config", {}).pop(adapter_name, None)
 
 
 def mark_only_lora_as_trainable(model: Module, bias: str = "none") -> None:
@@ -175,6 +184,9 @@ def mark_only_lora_as_trainable(model: Module, bias: str = "none") -> None:
             layer.adapters[layer.active_adapter].requires_grad_(True)
         if bias == "lora_only" and getattr(layer.base_layer, "bias", None) is not None:  # Embedding: none
             layer.base_layer.bias.requires_grad = True
+    for _, wrapper in modules_to_save_layers(model):  # modules_to_save: the active adapter's copies train
+        if wrapper.active_adapter is not None:
+            wrapper.modules_to_save[wrapper.active_adapter].requires_grad_(True)
 
 
 @contextlib.contextmanager
@@ -189,6 +201,7 @@ def disable_adapters(model: Module):
     layers = [layer for _, layer in lora_layers(model)]
     if any(layer.merged for layer in layers):
         raise ValueError("disable_adapters() needs an unmerged model; call unmerge_lora(model) first")
+    layers += [wrapper for _, wrapper in modules_to_save_layers(model)]  # they compute with the original
     previous = [layer.disabled for layer in layers]
     for layer in layers:
         layer.disabled = True
@@ -224,6 +237,7 @@ def merge_and_unload(model: Module) -> Module:
         if not layer.merged:
             layer.merge()
         model.set_submodule(name, layer.base_layer)
+    unwrap_modules_to_save(model, keep_active=True)
     return model
 
 
@@ -234,6 +248,7 @@ def unload(model: Module) -> Module:
         for adapter_name in list(layer.adapters):
             layer.delete_adapter(adapter_name)
         model.set_submodule(name, layer.base_layer)
+    unwrap_modules_to_save(model, keep_active=False)
     return model
 
 
