@@ -190,6 +190,20 @@ def test_training_the_adapters_on_a_4bit_base_lowers_the_loss():
     assert model(x, y)[1].item() < first - 0.1
 
 
+def test_with_dropout_the_step_by_step_formula_runs_on_the_4bit_base_too():
+    config = LoraConfig(r=2, lora_dropout=0.5, target_modules=["q_proj"], init_lora_weights=False)
+    model = apply_lora(quantize_base(tiny_llama()), config)
+    layer = model.model.layers[0].self_attn.q_proj
+    x = Tensor(np.random.default_rng(0).normal(size=(2, 3, 64)).astype(np.float32))
+    model.eval()
+    np.testing.assert_allclose(layer.plain_forward(x, layer.adapters["default"]).data,
+                               layer(x).data, rtol=1e-5, atol=1e-4)       # eval: plain formula = fused op
+    model.train()
+    loss = model(ids(128), ids(128, seed=1))[1]                          # training: the plain path
+    loss.backward()
+    assert layer.adapters["default"].lora_A.grad is not None
+
+
 def test_a_4bit_adapter_saves_and_loads_into_another_4bit_base(tmp_path):
     config = LoraConfig(r=2, target_modules=["q_proj", "v_proj"], init_lora_weights=False)  # B random too
     model = apply_lora(quantize_base(tiny_llama()), config)
