@@ -68,7 +68,7 @@ def test_the_sweep_and_the_figures_read_with_the_same_reader():
 
 
 def test_tasks_sort_in_the_one_task_order_then_by_name():
-    assert sorted(["zeta", "scaling", "alpha", "domain", "planted", "budget"], key=task_key) == [
+    assert sorted(["zeta", "scaling", "alpha", "merge-lab", "domain", "planted", "budget"], key=task_key) == [
         *TASKS, "alpha", "zeta"]
 
 

@@ -28,6 +28,7 @@ from .drawing import (
 )
 from .folder import check_writable_folder
 from .forgetting import FORGETTING_FIGURES
+from .paper_figures import PAPER_FIGURES
 from .results import FIGURES_DIR, TASKS, is_diverged, load_results
 from .summary import (
     MissingData,
@@ -378,6 +379,7 @@ FIGURES = {
     "budget": figure_budget,
     "scaling": figure_scaling,
     **FORGETTING_FIGURES,  # learning against forgetting; a real model's metrics against rank
+    **PAPER_FIGURES,  # LoRA paper Table 7, Fig. 8 and Fig. 4 (two seeds); the merge lab
 }
 
 

@@ -40,7 +40,7 @@ FIGURES_DIR = "figures"          # figures.plot_all writes NAME.png and NAME.svg
 DAMAGED_NAME = "results.damaged"  # lines of results.jsonl that a resume could not read, set aside
 LOCK_NAME = "sweep.lock"         # held (flock) by the one sweep that writes the folder; holds its pid
 # The sweep's tasks, in the order that tables and reports list them (tasks.py describes each).
-TASKS = ("planted", "domain", "budget", "scaling")
+TASKS = ("planted", "domain", "budget", "scaling", "merge-lab")
 
 
 def task_key(task: str) -> tuple:

@@ -12,6 +12,8 @@ the line that the sweep appends to ``results.jsonl``.
 - ``budget``: the domain task at a fixed adapter size, spent on different matrices
   ({q} r=8, {v} r=8, {q,v} r=4, {q,k,v,o} r=2; LoRA paper, Table 5).
 - ``scaling``: the domain task across ranks with α/r against rsLoRA's α/√r.
+- ``merge-lab``: an adapter for recipe cards and one for sums, combined by every combination type of
+  ``add_weighted_adapter``, with held-out loss on both tasks; run by ``merge_lab``.
 - ``cards``: a real model (SmolLM2-135M-Instruct) learns a house style; run by ``llm_task``
   (``spec_from_dict`` and ``run`` hand its specs there).
 
@@ -146,7 +148,8 @@ def run(spec: RunSpec | LlmRunSpec | dict, progress: bool = False) -> dict:
         return run_llm(spec, progress, blas_threads=RUN_BLAS_THREADS)
     start = time.perf_counter()
     with threadpool_limits(limits=RUN_BLAS_THREADS, user_api="blas"):
-        result = (_run_planted if spec.task == "planted" else _run_domain)(spec, progress)
+        runner = {"planted": _run_planted, "merge-lab": _run_merge_lab}.get(spec.task, _run_domain)
+        result = runner(spec, progress)
     trainable, total = result.pop("_counts")
     targets = spec.adapted
     result.update(blas_threads=RUN_BLAS_THREADS, run_id=spec.run_id, task=spec.task, method=spec.method,
@@ -246,6 +249,11 @@ def _analysis(model, spec: RunSpec, W0: dict) -> dict:
         similarity[n] = delta_weight_similarity(deltas[n], W0[n], r).round(6).tolist()  # Fig. 8
     return {"adapter_A": adapter_A, "amplification": amplification, "table7": table7,
             "delta_weight_similarity": similarity}
+
+
+def _run_merge_lab(spec: RunSpec, progress: bool) -> dict:
+    from .merge_lab import run_merge_lab  # merge_lab builds on this module's pieces (imported late: no cycle)
+    return run_merge_lab(spec, progress)
 
 
 # ---- the domain-shift task (also budget and scaling) ------------------------------------------
