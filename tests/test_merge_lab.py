@@ -61,7 +61,7 @@ def test_a_merge_that_weights_the_second_adapter_zero_measures_the_first_adapter
 
 
 def lab_results() -> list[dict]:
-    """A merge-lab LoRA line and its full line, with losses chosen so the shares kept are easy to read."""
+    """A merge-lab LoRA line and its full line, with losses chosen so the differences are easy to read."""
     losses = {"base": {"recipes": 2.0, "arithmetic": 1.0}, "recipes": {"recipes": 1.0, "arithmetic": 1.2},
               "arithmetic": {"recipes": 2.2, "arithmetic": 0.5}, "cat": {"recipes": 1.5, "arithmetic": 0.75},
               "ties": {"recipes": 1.25, "arithmetic": 1.0}}
@@ -73,18 +73,18 @@ def lab_results() -> list[dict]:
             {**common, "method": "full", "rank": None, "merge_lab": joint}]
 
 
-def test_each_method_keeps_the_share_of_each_tasks_own_gain_it_recovers():
+def test_each_model_is_scored_by_what_it_gives_up_on_each_task_against_that_tasks_own_adapter():
     rows = {r["name"]: r for r in merge_lab_rows(lab_results())}
-    assert rows["cat"]["kept"] == {"recipes": 0.5, "arithmetic": 0.5}  # (2 − 1.5)/(2 − 1), (1 − .75)/(1 − .5)
-    assert rows["ties"]["kept"] == {"recipes": 0.75, "arithmetic": 0.0}
-    assert rows["recipes"]["kept"]["recipes"] == 1.0 and rows["joint"]["kind"] == "joint"
-    assert rows["arithmetic"]["kept"]["recipes"] == pytest.approx(-0.2)    # worse than the base there
+    assert rows["cat"]["excess"] == {"recipes": 0.5, "arithmetic": 0.25}      # 1.5 − 1.0, 0.75 − 0.5
+    assert rows["ties"]["excess"] == {"recipes": 0.25, "arithmetic": 0.5}
+    assert rows["recipes"]["excess"]["recipes"] == 0.0 and rows["joint"]["kind"] == "joint"
+    assert rows["joint"]["excess"]["recipes"] == pytest.approx(-0.1)          # better than the own adapter
 
 
 def test_the_merge_lab_table_and_figure_come_from_a_small_results_file(tmp_path):
     text = merge_lab_markdown(lab_results())
-    assert "| ties | 1.2500 | 1.0000 | 75% | 0% |" in text
-    assert "| joint full fine-tuning (both corpora) | 0.9000 | 0.4000 | 110% | 120% |" in text
+    assert "| ties | 1.2500 | 1.0000 | +0.2500 | +0.5000 |" in text
+    assert "| joint full fine-tuning (both corpora) | 0.9000 | 0.4000 | -0.1000 | -0.1000 |" in text
     with open(tmp_path / "results.jsonl", "w") as f:
         f.writelines(json.dumps(line) + "\n" for line in lab_results())
     written = plot_all(tmp_path, formats=("png",), log=lambda _: None)

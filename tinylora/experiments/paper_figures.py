@@ -7,7 +7,7 @@
 - Fig. 4: φ between the A matrices of two seeds at the same rank: ``seed_similarity``,
   ``figure_seed_similarity``.
 - The merge lab (``merge_lab``): held-out loss on both tasks of every combined adapter, and how much of
-  each task's own gain it keeps: ``merge_lab_rows``, ``figure_merge_lab``.
+  each gives up on each task against that task's own adapter: ``merge_lab_rows``, ``figure_merge_lab``.
 
 ``paper_analyses_markdown`` and ``merge_lab_markdown`` write the generated parts of docs/results.md.
 
@@ -195,8 +195,11 @@ def _merge_lab_run(results: list[dict]) -> dict:
 
 def merge_lab_rows(results: list[dict]) -> list[dict]:
     """One dict per model of the largest-rank merge-lab run: ``name``, ``kind`` (reference / single /
-    merge / joint), the loss on each corpus, and ``kept``: {corpus: (base − loss) / (base − own)}, the
-    share of the corpus's own adapter's gain (1 = all of it, 0 = none, < 0 = worse than the base)."""
+    merge / joint), ``loss`` on each corpus, and ``excess``: {corpus: loss − the loss of the corpus's own
+    adapter}, what the model gives up on that task (0 = as good as its own adapter, < 0 = better).
+
+    (A share of the gain kept, (base − loss) / (base − own), would be ill-conditioned here: the arithmetic
+    adapter lowers its loss only a little, so small differences would read as huge percentages.)"""
     run = _merge_lab_run(results)
     lab = run["merge_lab"]
     corpora, losses = lab["corpora"], lab["losses"]
@@ -204,28 +207,28 @@ def merge_lab_rows(results: list[dict]) -> list[dict]:
              and r.get("method") == "full" and not is_diverged(r) and isinstance(r.get("merge_lab"), dict)]
     models = dict(losses, **({"joint": joint[0]} if joint else {}))
 
-    def kept(loss: dict) -> dict:
-        base = losses["base"]
-        return {c: (base[c] - loss[c]) / (base[c] - losses[c][c]) for c in corpora}
+    def excess(loss: dict) -> dict:
+        return {c: loss[c] - losses[c][c] for c in corpora}
 
     def kind(name: str) -> str:
         return {"base": "reference", "joint": "joint"}.get(name, "single" if name in corpora else "merge")
 
-    return [{"name": name, "kind": kind(name), "rank": run["rank"], "loss": dict(loss), "kept": kept(loss)}
-            for name, loss in models.items()]
+    return [{"name": name, "kind": kind(name), "rank": run["rank"], "loss": dict(loss),
+             "excess": excess(loss)} for name, loss in models.items()]
 
 
 def figure_merge_lab(results: list[dict]):
     """Loss on task 1 against loss on task 2 for every combined adapter, beside the base, the single
-    adapters and joint full fine-tuning; and the share of each task's own gain each method keeps."""
+    adapters and joint full fine-tuning; and how much each gives up on each task against its own adapter."""
     rows = merge_lab_rows(results)
     run = _merge_lab_run(results)
     c1, c2 = run["merge_lab"]["corpora"]
     weights, density = run["merge_lab"]["weights"], run["merge_lab"]["density"]
     caption = (f"Two rank-{run['rank']} adapters, one trained on {c1}, one on {c2}, combined by "
                f"add_weighted_adapter with weights {weights} (density {density} for TIES, DARE and pruning). "
-               "Left: held-out loss on each task (lower left is better). Right: the share of each task's own "
-               "adapter's gain the combined adapter keeps (1 = all of it; below 0 = worse than the base).")
+               "Left: held-out loss on each task (lower left is better). Right: each model's loss minus the "
+               "loss of the task's own adapter (0 = it keeps all that adapter learned; the base's bars: "
+               "all of it lost).")
     fig, axes = _figure("The merge lab: what each combination type keeps of each task", caption, ncols=2,
                         width=12.0, height=6.0)
     ax = axes[0, 0]
@@ -240,16 +243,14 @@ def figure_merge_lab(results: list[dict]):
     ax.set_xlabel(f"{LOSS_LABEL}: {c1}")
     ax.set_ylabel(f"{LOSS_LABEL}: {c2}")
     ax = axes[0, 1]
-    merges = [r for r in rows if r["kind"] != "reference"]
-    y = np.arange(len(merges))
+    y = np.arange(len(rows))
     for k, corpus in enumerate((c1, c2)):
-        ax.barh(y + (k - 0.5) * 0.4, [r["kept"][corpus] for r in merges], height=0.38, color=f"C{k}",
-                label=f"share of {corpus}'s gain kept")
-    ax.set_yticks(y, labels=[r["name"] for r in merges], fontsize=8)
+        ax.barh(y + (k - 0.5) * 0.4, [r["excess"][corpus] for r in rows], height=0.38, color=f"C{k}",
+                label=f"{corpus}: loss − {corpus} adapter's loss")
+    ax.set_yticks(y, labels=[r["name"] for r in rows], fontsize=8)
     ax.invert_yaxis()
     ax.axvline(0.0, color="0.3", linewidth=0.8)
-    ax.axvline(1.0, color="0.3", linestyle=":", linewidth=0.8)
-    ax.set_xlabel("(base loss − loss) / (base loss − own adapter's loss)")
+    ax.set_xlabel("loss above the task's own adapter (nats per character)")
     ax.legend(fontsize=7)
     return fig
 
@@ -283,29 +284,30 @@ def paper_analyses_markdown(results: list[dict]) -> str:
         return "\n".join(lines)
     rank, d, top = found["rank"], found["d"], min(4, found["rank"])
     for layer, grid in found["grids"].items():
-        lines.append(f"- `{layer}`, r = {rank}, seeds {found['seeds'][0]} and {found['seeds'][1]}: "
+        chance = [random_subspace_similarity(d, k, k) for k in (1, top, rank)]
+        lines.append(f"- Fig. 4, `{layer}`, r = {rank}, seeds {found['seeds'][0]} and {found['seeds'][1]}: "
                      f"φ(1, 1) = {grid[0, 0]:.2f}, φ({top}, {top}) = {grid[top - 1, top - 1]:.2f}, "
-                     f"φ({rank}, {rank}) = {grid[-1, -1]:.2f} (random: {rank}/{d} = "
-                     f"{random_subspace_similarity(d, rank, rank):.2f}).")
+                     f"φ({rank}, {rank}) = {grid[-1, -1]:.2f} (random: {chance[0]:.3f}, {chance[1]:.3f}, "
+                     f"{chance[2]:.3f}).")
     return "\n".join(lines)
 
 
 def merge_lab_markdown(results: list[dict]) -> str:
-    """The merge lab's table: held-out loss on both tasks and the share of each task's gain kept."""
+    """The merge lab's table: held-out loss on both tasks, and each loss minus the task's own adapter's."""
     rows = merge_lab_rows(results)
     run = _merge_lab_run(results)
     c1, c2 = run["merge_lab"]["corpora"]
     lab = run["merge_lab"]
     lines = [f"Rank {run['rank']}, weights {lab['weights']}, density {lab['density']} for the types that "
              "prune; held-out loss in nats per character.", "",
-             f"| model | loss on {c1} | loss on {c2} | {c1} gain kept | {c2} gain kept |",
+             f"| model | loss on {c1} | loss on {c2} | {c1}: above its adapter | {c2}: above its adapter |",
              "|---|---:|---:|---:|---:|"]
     for r in rows:
         names = {"base": "frozen base", "joint": "joint full fine-tuning (both corpora)"}
         name = names.get(r["name"], r["name"])
         name = f"{name} adapter alone" if r["kind"] == "single" else name
         lines.append(f"| {name} | {r['loss'][c1]:.4f} | {r['loss'][c2]:.4f} | "
-                     f"{100 * r['kept'][c1]:.0f}% | {100 * r['kept'][c2]:.0f}% |")
+                     f"{r['excess'][c1]:+.4f} | {r['excess'][c2]:+.4f} |")
     return "\n".join(lines)
 
 
