@@ -28,6 +28,7 @@ import sys
 
 import numpy as np
 
+from .._validate import check_int
 from .common import environment_report, peak_rss_bytes, timing_samples, training_step
 from .gpt import _limit_threads
 
@@ -170,9 +171,9 @@ def rss_child(kind: str, name: str, s: dict) -> dict:
     return {"peak": peak, "start": start, "reset": reset, "report": report.rows(), "total": report.total}
 
 
-def in_child(kind: str, name: str, quick: bool, threads: int) -> dict:
+def in_child(kind: str, name: str, quick: bool, threads: int, rss_steps: int) -> dict:
     command = [sys.executable, "-m", "tinylora.bench.llm_lora", "--child", kind, "--model", name,
-               "--threads", str(threads)] + (["--quick"] if quick else [])
+               "--threads", str(threads), "--rss-steps", str(rss_steps)] + (["--quick"] if quick else [])
     out = subprocess.run(command, capture_output=True, text=True)
     if out.returncode:
         raise RuntimeError(f"the {kind} memory child failed:\n{out.stderr[-2000:]}")
@@ -272,6 +273,8 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"a load_pretrained source (default {DEFAULT_MODEL}; 'tiny' with --quick)")
     add("--quick", action="store_true", help="small batches and few steps (on the tiny preset by default)")
     add("--quality-steps", type=int, default=None, help="steps of the QLoRA quality runs (0: skip them)")
+    add("--repeat", type=int, default=None, help="timed rounds, after one warmup (default 5; 2 with --quick)")
+    add("--rss-steps", type=int, default=None, help="training steps in each peak-RSS process (default 2)")
     add("--threads", type=int, default=None, help="BLAS and PyTorch threads (default: NumPy's BLAS count)")
     add("--skip-torch", action="store_true", help="measure tinylora only")
     add("--skip-memory", action="store_true", help="no fresh processes for peak RSS")
@@ -282,8 +285,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     s = dict(SETTINGS["quick" if args.quick else "full"])
-    if args.quality_steps is not None:
-        s["quality_steps"] = args.quality_steps
+    for key in ("quality_steps", "repeat", "rss_steps"):
+        if getattr(args, key) is not None:
+            flag, low = f"--{key.replace('_', '-')}", int(key == "repeat")
+            s[key] = check_int(flag, getattr(args, key), low=low)
     name = args.model or ("tiny" if args.quick else DEFAULT_MODEL)
     threads = _limit_threads(args.threads)
     if args.child:
@@ -298,7 +303,7 @@ def main(argv=None) -> int:
     if not torch:
         print(f"  PyTorch+PEFT column skipped: {why_not}")
     if not args.skip_memory:
-        print_memory({kind: in_child(kind, name, args.quick, threads) for kind in KINDS})
+        print_memory({kind: in_child(kind, name, args.quick, threads, s["rss_steps"]) for kind in KINDS})
     if s["quality_steps"]:
         print_quality(quality(name, s), s)
     return 0
