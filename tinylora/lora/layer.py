@@ -15,6 +15,7 @@ from ..nn import Dropout, Linear, Module, Parameter
 from ..quant_ops import lora_linear_4bit
 from ..tensor import Tensor
 from .config import LoraConfig
+from .mixed import mixed_forward
 from .variants import LoraVariant, variant_for
 
 
@@ -89,11 +90,11 @@ class LoraLinear(Module):
             raise TypeError(f"LoraLinear wraps a Linear, got {type(base_layer).__name__}")
         self.base_layer = base_layer
         self.adapters = _AdapterDict()
-        self.active_adapter: str | None = None
-        self.merged_adapter: str | None = None
+        self.active_adapter, self.merged_adapter = None, None           # adapter names (str) or None
         self.disabled = False
         base_layer.requires_grad_(False)
 
+    row_adapters = None  # a mixed batch: one adapter name (or None) per row, for one call (mixed.py)
     in_features = property(lambda self: self.base_layer.in_features)
     out_features = property(lambda self: self.base_layer.out_features)
     merged = property(lambda self: self.merged_adapter is not None)
@@ -112,10 +113,10 @@ class LoraLinear(Module):
 
     # ---- the math -------------------------------------------------------------------------------
     def forward(self, x) -> Tensor:
-        adapter = self.adapter_in_use()
-        if adapter is None:
-            return self.base_forward(x)
-        return adapter.variant.forward(self, adapter, x)      # plain LoRA and PiSSA: self.lora_forward
+        if self.row_adapters is not None:
+            return mixed_forward(self, x)
+        adapter = self.adapter_in_use()                       # plain LoRA and PiSSA: self.lora_forward
+        return self.base_forward(x) if adapter is None else adapter.variant.forward(self, adapter, x)
 
     def adapter_in_use(self) -> LoraAdapter | None:
         """The active adapter, or None when disabled, merged (W0 holds the update) or none is active."""
@@ -193,8 +194,7 @@ class LoraLinear(Module):
         adapter = self.adapters[name]
         adapter.variant.delete(self, adapter)
         del self.adapters[name]
-        if self.active_adapter == name:
-            self.active_adapter = None
+        self.active_adapter = None if self.active_adapter == name else self.active_adapter
 
 
 LoRALinear = LoraLinear  # the name before PEFT's casing; kept so existing code keeps working

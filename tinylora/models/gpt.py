@@ -21,6 +21,7 @@ from .. import functional as F
 from .._validate import check_bool, check_choice, check_int, check_probability
 from ..nn import GELU, Dropout, Embedding, LayerNorm, Linear, Module, ModuleList
 from ..tensor import Tensor
+from .adapter_rows import adapters_per_row
 from .generation import generate
 from .kv_cache import KVCache
 
@@ -165,10 +166,14 @@ class GPT(Module):
             raise ValueError(f"{name} holds token id {bad}, outside [0, {self.config.vocab_size})")
         return xp.asarray(data)
 
-    def forward(self, idx, targets=None, cache: KVCache | None = None):
+    def forward(self, idx, targets=None, cache: KVCache | None = None, adapter_names=None):
         """Logits (B, T, V) and the loss (None without targets). With a ``cache``, ``idx`` holds the
-        tokens after the ``cache.length`` cached ones, and their positions start there."""
+        tokens after the ``cache.length`` cached ones, and their positions start there. ``adapter_names``:
+        one adapter name (or None, the base) per row, for this call (models/adapter_rows.py)."""
         idx = self._check_ids(idx, "idx")
+        if adapter_names is not None:
+            with adapters_per_row(self, adapter_names, idx.shape[0]):
+                return self.forward(idx, targets, cache)
         B, T = idx.shape
         xp = self.wte.weight.xp
         start = 0 if cache is None else cache.length

@@ -22,6 +22,7 @@ from .. import functional as F
 from .._validate import check_bool, check_choice, check_int, check_real
 from ..nn import Embedding, Linear, Module, ModuleList, Parameter, init_enabled
 from ..tensor import Tensor
+from .adapter_rows import adapters_per_row
 from .generation import generate
 from .kv_cache import KVCache
 
@@ -244,10 +245,14 @@ class Llama(Module):
             raise ValueError(f"{name} holds token id {bad}, outside [0, {V})")
         return xp.asarray(data)
 
-    def forward(self, ids, targets=None, cache: KVCache | None = None):
+    def forward(self, ids, targets=None, cache: KVCache | None = None, adapter_names=None):
         """Logits (B, T, V) and the loss (None without targets). With a ``cache``, ``ids`` are the
-        tokens after the ``cache.length`` cached ones, and their rotary positions start there."""
+        tokens after the ``cache.length`` cached ones, and their rotary positions start there.
+        ``adapter_names``: one adapter name (or None, the base) per row (models/adapter_rows.py)."""
         ids = self._check_ids(ids, "ids", 0 if cache is None else cache.length)
+        if adapter_names is not None:
+            with adapters_per_row(self, adapter_names, ids.shape[0]):
+                return self.forward(ids, targets, cache)
         if cache is not None:
             cache.check_room(ids.shape[1])
         logits = self.lm_head(self.model(ids, cache))  # (B, T, V)
