@@ -16,9 +16,12 @@ trainable params: 1,024 || all params: 33,664 || trainable%: 3.0418
 One idea per file, imports flowing one way (variants ← config ← layer ← model ← io):
 
 - ``config.py``: ``LoraConfig``;
+- ``patterns.py``: per-layer settings, PEFT's ``rank_pattern``, ``alpha_pattern``, ``layers_to_transform``;
 - ``variants.py``: rsLoRA's scaling α / √r, DoRA and PiSSA, each one object with hooks;
 - ``layer.py``: ``LoraLinear``, the frozen Linear and its adapters, h = W0·x + b + s·B·(A·x);
 - ``embedding.py``: ``LoraEmbedding``, LoRA on a lookup table (loralib's convention: A starts at zero);
+- ``mixed.py``: mixed-adapter batches, ``model(ids, adapter_names=[...])``, one adapter per row;
+- ``modules_to_save.py``: ``ModulesToSaveWrapper``, modules trained in full beside an adapter;
 - ``model.py``: finding the target layers, adding, switching, merging and removing adapters,
   counting parameters, and LoRA+'s optimizer groups (B gets a larger learning rate);
 - ``merge.py``: ``add_weighted_adapter``, one adapter from others (cat, svd, linear, TIES, DARE);
@@ -30,6 +33,7 @@ from .embedding import LoraEmbedding
 from .io import ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME, load_adapter, save_adapter
 from .layer import LoraAdapter, LoRALinear, LoraLinear
 from .merge import add_weighted_adapter
+from .mixed import mixed_forward
 from .model import (
     active_adapter,
     adapter_names,
@@ -50,6 +54,8 @@ from .model import (
     unload,
     unmerge_lora,
 )
+from .modules_to_save import ModulesToSaveWrapper
+from .patterns import layer_index, pattern_key
 from .qlora import Embedding4bit, Linear4bit, dequantize_base, is_quantized, quantize_base
 from .variants import DoraVariant, LoraVariant, PissaVariant, lora_scaling
 
@@ -62,4 +68,5 @@ __all__ = [
     "count_parameters", "print_trainable_parameters", "lora_plus_param_groups",
     "save_adapter", "load_adapter", "ADAPTER_CONFIG_NAME", "ADAPTER_WEIGHTS_NAME", "add_weighted_adapter",
     "quantize_base", "dequantize_base", "is_quantized", "Linear4bit", "Embedding4bit",
+    "ModulesToSaveWrapper", "pattern_key", "layer_index", "mixed_forward",
 ]
