@@ -233,6 +233,9 @@ display(paper_figures.figure_seed_similarity(paper_results))
 # %% [markdown]
 # ## 5. Exercises
 #
+# Two graded homework notebooks go with this chapter: `notebooks/exercises/23_ties_merge.ipynb` (write
+# TIES yourself) and `24_dare_linear.ipynb` (DARE's drop and rescale). The two below are shorter.
+#
 # **Exercise 1 (TIES).** Two task vectors $t_1 = (2, -1, 0, 3)$ and $t_2 = (-1, -1, 4, 1)$,
 # weights (1, 1), density 1 (no trimming). Work out, on paper, the elected signs and the TIES
 # merge; then run the cell. Which entry does `linear` shrink that TIES keeps whole?

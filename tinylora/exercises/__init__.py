@@ -12,7 +12,7 @@ second failure on it adds a hint, specific when the answer behaves exactly like 
 ``ExerciseNotDone``.
 
 The engine is ``engine``; the exercises live by theme in ``backprop``, ``attention``, ``adapters``,
-``variants``, ``training`` and ``llm``; ``registry`` lists them (``EXERCISES``, with points and
+``variants``, ``training``, ``llm`` and ``merging``; ``registry`` lists them (``EXERCISES``, with points and
 minutes). ``export`` writes the student edition and ``grader`` grades a folder of submissions.
 
 >>> import numpy as np
@@ -44,6 +44,7 @@ from .backprop import (
 )
 from .engine import Exercise, ExerciseNotDone, Mistake, Output, Part, Result, draw_cases, reset_failures, run
 from .llm import check_bpe_merge, check_quantize_4bit, check_rope
+from .merging import check_dare_linear, check_ties_merge
 from .registry import CHECKERS, EXERCISES, check_all, functions_needed, total_points
 from .training import check_adamw_step, check_softplus_op
 from .variants import check_dora, check_lora_backward, check_rslora_scaling
@@ -55,4 +56,5 @@ __all__ = ["ExerciseNotDone", "EXERCISES", "CHECKERS", "check_all", "functions_n
            "check_lora_trainable_params", "check_subspace_similarity", "check_masked_attention_weights",
            "check_lora_backward", "check_softmax_backward", "check_attention_backward", "check_adamw_step",
            "check_softplus_op", "check_rslora_scaling", "check_dora", "check_rms_norm_backward", "check_rope",
-           "check_bpe_merge", "check_attention_with_cache", "check_quantize_4bit"]
+           "check_bpe_merge", "check_attention_with_cache", "check_quantize_4bit", "check_ties_merge",
+           "check_dare_linear"]

@@ -44,6 +44,7 @@ from .backprop import (
 )
 from .engine import run
 from .llm import BPE_MERGE, QUANTIZE, ROPE, check_bpe_merge, check_quantize_4bit, check_rope
+from .merging import DARE, TIES, check_dare_linear, check_ties_merge
 from .training import ADAMW, SOFTPLUS, check_adamw_step, check_softplus_op
 from .variants import DORA, LORA_BACKWARD, RSLORA, check_dora, check_lora_backward, check_rslora_scaling
 
@@ -60,7 +61,7 @@ _ALL = [
     (RSLORA, check_rslora_scaling), (DORA, check_dora), (RMS_NORM, check_rms_norm_backward),
     (ROPE, check_rope),
     (BPE_MERGE, check_bpe_merge), (ATTENTION_WITH_CACHE, check_attention_with_cache),
-    (QUANTIZE, check_quantize_4bit),
+    (QUANTIZE, check_quantize_4bit), (TIES, check_ties_merge), (DARE, check_dare_linear),
 ]
 EXERCISES = {ex.number: ex for ex, _ in _ALL}
 CHECKERS = {ex.number: checker for ex, checker in _ALL}
