@@ -102,6 +102,17 @@ def figure_table7(results: list[dict]):
     return fig
 
 
+def _phi_heatmap(fig, ax, grid: np.ndarray, xlabel: str, ylabel: str) -> None:
+    """φ(i, j) (rows i, columns j, both from 1) on a fixed 0-1 colour scale."""
+    image = ax.imshow(grid, vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto", interpolation="nearest",
+                      extent=(0.5, grid.shape[1] + 0.5, grid.shape[0] + 0.5, 0.5))
+    ax.set_xticks(_some_ticks(grid.shape[1]))
+    ax.set_yticks(_some_ticks(grid.shape[0]))
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    fig.colorbar(image, ax=ax, label="φ")
+
+
 # ---- Fig. 8: ΔW's directions against W's ------------------------------------------------------------
 def delta_weight_grids(results: list[dict], suffix: str = "q_proj") -> tuple[str, str, dict]:
     """(task, layer, {rank: φ(ΔW, W, i, j) (r, d)}) from the lowest seed of each rank."""
@@ -128,14 +139,8 @@ def figure_delta_weight_similarity(results: list[dict], j_shown: int = 32):
     fig, axes = _figure("Fig. 8: are ΔWq's top directions Wq's top directions?", caption, ncols=len(ranks),
                         width=max(6.4, 4.6 * len(ranks)), height=4.4)
     for col, r in enumerate(ranks):
-        ax, grid = axes[0, col], grids[r]
-        image = ax.imshow(grid, vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto", interpolation="nearest",
-                          extent=(0.5, grid.shape[1] + 0.5, grid.shape[0] + 0.5, 0.5))
-        ax.set_xticks(_some_ticks(grid.shape[1]))
-        ax.set_yticks(_some_ticks(grid.shape[0]))
-        ax.set_xlabel("j (top-j left singular vectors of W)")
-        ax.set_ylabel(f"i (top-i of ΔW, r = {r})")
-        fig.colorbar(image, ax=ax, label="φ")
+        _phi_heatmap(fig, axes[0, col], grids[r], "j (top-j left singular vectors of W)",
+                     f"i (top-i of ΔW, r = {r})")
     return fig
 
 
@@ -172,15 +177,10 @@ def figure_seed_similarity(results: list[dict]):
     fig, axes = _figure(f"Fig. 4: do two seeds learn the same directions at r = {rank}?", caption,
                         ncols=len(layers), width=max(6.4, 4.6 * len(layers)), height=4.6)
     for col, layer in enumerate(layers):
-        grid, ax = found["grids"][layer], axes[0, col]
-        image = ax.imshow(grid, vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto", interpolation="nearest",
-                          extent=(0.5, grid.shape[1] + 0.5, grid.shape[0] + 0.5, 0.5))
-        ax.set_xticks(_some_ticks(grid.shape[1]))
-        ax.set_yticks(_some_ticks(grid.shape[0]))
-        ax.set_xlabel(f"j (seed {found['seeds'][1]})")
-        ax.set_ylabel(f"i (seed {found['seeds'][0]})")
-        ax.set_title(f"{layer}  [φ(1, 1) = {grid[0, 0]:.2f}]", fontsize=9)
-        fig.colorbar(image, ax=ax, label="φ")
+        grid = found["grids"][layer]
+        first, second = found["seeds"]
+        _phi_heatmap(fig, axes[0, col], grid, f"j (seed {second})", f"i (seed {first})")
+        axes[0, col].set_title(f"{layer}  [φ(1, 1) = {grid[0, 0]:.2f}]", fontsize=9)
     return fig
 
 
