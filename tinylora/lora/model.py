@@ -238,6 +238,7 @@ def merge_and_unload(model: Module) -> Module:
             layer.merge()
         model.set_submodule(name, layer.base_layer)
     unwrap_modules_to_save(model, keep_active=True)
+    getattr(model, "peft_config", {}).clear()
     return model
 
 
@@ -249,6 +250,7 @@ def unload(model: Module) -> Module:
             layer.delete_adapter(adapter_name)
         model.set_submodule(name, layer.base_layer)
     unwrap_modules_to_save(model, keep_active=False)
+    getattr(model, "peft_config", {}).clear()
     return model
 
 
