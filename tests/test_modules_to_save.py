@@ -191,3 +191,11 @@ def test_a_peft_adapter_with_modules_to_save_gives_peft_logits_and_parameter_cou
     assert float(np.abs(got - want).max() / np.abs(want).max()) < 1e-4
     lora.print_trainable_parameters(model)
     assert capsys.readouterr().out.strip() == printed
+    lora.save_adapter(model, tmp_path / "again")             # and back: tinylora's file loads in PEFT
+    base = transformers.LlamaForCausalLM.from_pretrained(FIXTURE / "base", attn_implementation="eager").eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        again = peft.PeftModel.from_pretrained(base, tmp_path / "again").eval()
+    with torch.no_grad():
+        back = again(torch.as_tensor(IDS)).logits.numpy()
+    assert float(np.abs(back - want).max() / np.abs(want).max()) < 1e-4
