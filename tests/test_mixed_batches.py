@@ -146,3 +146,14 @@ def test_a_mixed_batch_matches_peft_adapter_names_on_a_tiny_llama(tmp_path):
         want = theirs.eval()(torch.as_tensor(IDS), adapter_names=names).logits.numpy()
     got = model(IDS, adapter_names=NAMES)[0].data
     assert float(np.abs(got - want).max() / np.abs(want).max()) < 1e-4
+
+
+@pytest.mark.parametrize("backend", ["fakecupy"], indirect=True)
+def test_a_mixed_batch_on_a_device_backend_equals_the_cpu_one(backend):
+    from tinylora.backend import asnumpy
+    on_cpu = two_adapters(GPT(TINY_GPT))(IDS, adapter_names=NAMES)[0].data
+    model = two_adapters(GPT(TINY_GPT).to("cuda"))
+    logits = model(IDS, adapter_names=NAMES)[0]
+    logits.sum().backward()
+    assert {p.device for p in model.parameters()} == {"cuda"}
+    np.testing.assert_allclose(asnumpy(logits.data), on_cpu, rtol=0, atol=1e-6)

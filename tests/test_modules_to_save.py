@@ -199,3 +199,12 @@ def test_a_peft_adapter_with_modules_to_save_gives_peft_logits_and_parameter_cou
     with torch.no_grad():
         back = again(torch.as_tensor(IDS)).logits.numpy()
     assert float(np.abs(back - want).max() / np.abs(want).max()) < 1e-4
+
+
+@pytest.mark.parametrize("backend", ["fakecupy"], indirect=True)
+def test_the_copy_lives_on_the_device_of_its_module_and_saves_as_host_arrays(backend, tmp_path):
+    model = with_head(model=GPT(TINY_GPT).to("cuda"))
+    assert model.lm_head.modules_to_save["default"].weight.device == "cuda"
+    lora.save_adapter(model, tmp_path)
+    arrays, _ = load_safetensors(tmp_path / ADAPTER_WEIGHTS_NAME)
+    assert type(arrays["base_model.model.lm_head.weight"]) is np.ndarray

@@ -181,8 +181,8 @@ def _read_weights(path: str, legacy_shapes: dict | None, saved=()):
         if kind == "bias":
             biases[layer] = array
         elif kind is None:
-            raise ValueError(f"{path!r} holds the tensor {key!r}, which is not a LoRA A, B or magnitude "
-                             "(modules_to_save and other PEFT extras are not supported by tinylora)")
+            raise ValueError(f"{path!r} holds the tensor {key!r}, which is not a LoRA A, B or magnitude, "
+                             "nor a copy of a module its config's modules_to_save names")
         else:
             factors.setdefault(layer, {})[kind] = array
     if legacy_shapes is not None:
