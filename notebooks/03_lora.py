@@ -92,7 +92,7 @@ print(f"tinylora {tinylora.__version__}; fast mode: {FAST}; steps per fine-tune:
 # 20): 3.5 minutes in fast mode (`TINYLORA_FAST=1`, which the test suite sets: 10 fine-tuning
 # steps per adapter), of which the kernel used 40 s of CPU time, about what it takes on a
 # laptop with a free core. Full mode (200 steps per adapter, three fine-tunings) took 7 minutes
-# here at a load of about 10.
+# here at a load of about 10, and 40 minutes at a load of about 20.
 
 # %% [markdown]
 # ## 1. Names and shapes: the paper, the analogy, the code
@@ -319,9 +319,9 @@ for rslora in (False, True):
                                                     zip((4, 16, 64), rank_speed[rslora])))
 
 # %% [markdown]
-# With $\alpha/r$ the extra rank buys nothing in this budget: $r = 64$ learns no faster than
-# $r = 4$ (it has 16 times the capacity, and each of its steps is smaller). With $\alpha/\sqrt r$
-# the larger ranks learn faster. That is rsLoRA's point: under $\alpha/r$ large ranks learn
+# With $\alpha/r$, going from $r = 16$ to $r = 64$ buys nothing in this budget: four times the
+# capacity, and each step smaller. With $\alpha/\sqrt r$ the larger ranks learn faster, and
+# $r = 64$ is far ahead. That is rsLoRA's point: under $\alpha/r$ large ranks learn
 # more slowly, so their extra capacity goes unused unless the learning rate is raised with $r$.
 #
 # ### $\alpha$ against the learning rate under Adam
@@ -573,8 +573,8 @@ plt.show()
 # them plus their temporaries. (Counting multiply-adds alone, the side path would win below
 # the row count printed last, which is why a compiled implementation serving one token at a
 # time would choose it.) tinylora's training batches and this timing's batch (512 rows per
-# layer) are on the fused op's good side, so the whole unmerged model is only a few percent
-# slower than the base: only 8 of its 25 linear layers carry an adapter, and each pays for
+# layer) are on the fused op's good side, so the whole unmerged model is at most a few percent
+# slower than the base (here often within the timing noise): only 8 of its 25 linear layers carry an adapter, and each pays for
 # one rebuild per call. Merging removes even that, and merged and base agree within timing
 # noise. `merge_and_unload` goes one step further and puts plain `Linear` layers back, so
 # the result is an ordinary GPT with no LoRA code in it.
@@ -672,8 +672,8 @@ with disable_adapters(model):
 #
 # * **Most of the arithmetic loss cannot be learned.** The two numbers of a sum are random,
 #   so their digits cannot be predicted by any model: a first digit (1-9) costs at least
-#   $\ln 9$ nats and a second one $\ln 10$, the operator $\ln 2$. Only the answer's digits and
-#   the layout are learnable. We split the held-out loss by the kind of character predicted.
+#   about $\ln 9$ nats and a second one about $\ln 10$ (a little less in a subtraction, where
+#   $b \le a$), the operator $\ln 2$. Only the answer's digits and the layout are learnable. We split the held-out loss by the kind of character predicted.
 # * **Sums are scored** with `make_arithmetic_problems` (problems the corpus never contains)
 #   and `score_arithmetic` (exact match of the greedy answer).
 # * **Where each adapter acts.** The KL divergence between the base model's next-character
@@ -715,7 +715,7 @@ print(f"{'share of characters':22s}" + "".join(f"{np.mean(kinds == k):16.0%}"
 for name, losses in char_loss.items():
     print(f"{name:22s}" + "".join(f"{losses[kinds == k].mean():16.3f}"
                                   for k in ("operand digit", "answer digit", "+ - = newline")) + f"{losses.mean():16.3f}")
-print(f"{'lower bound':22s}{(np.log(9) + np.log(10)) / 2:16.3f}{0:16.3f}   (operand digits: ln 9 and ln 10)")
+print(f"{'independent digits':22s}{(np.log(9) + np.log(10)) / 2:16.3f}{0:16.3f}   (operand digits: ln 9 and ln 10)")
 
 problems = make_arithmetic_problems(10 if FAST else 100, seed=0)
 answers = []
@@ -747,8 +747,9 @@ for name in ("recipes", "arithmetic"):
 # %% [markdown]
 # **What the numbers say** (about these values in a full run; fast mode trains 10 steps):
 #
-# * The operand digits are about half of the characters and their loss is near its lower
-#   bound already, for the base model and the adapter alike: nothing can improve them. The
+# * The operand digits are over 40% of the characters, and their loss is already near the
+#   cost of independent random digits, for the base model and the adapter alike: nothing can
+#   improve them much. The
 #   learnable part, the answer digits, is the smaller part, so even a real improvement there
 #   moves the average loss only a little.
 # * The answer digits do improve, but not to zero: an answer needs carries between digit
