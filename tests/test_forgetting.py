@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +13,7 @@ from tinylora.experiments.forgetting import (
     forgetting_markdown,
     forgetting_task,
     learning_forgetting_points,
+    real_sweep_markdown,
     recovered_share,
 )
 from tinylora.experiments.summary import MissingData
@@ -121,3 +123,43 @@ def test_a_folder_written_with_the_older_planted_ids_resumes_without_running_aga
     again = run_sweep(config, str(tmp_path), progress=False, log=said.append)
     assert "1 already done" in said[0] and "0 to run" in said[0]
     assert [r["metrics"] for r in again] == [first["metrics"]] and len(read_results(str(tmp_path))) == 1
+
+
+# ---- the real-model section of docs/results.md is generated from the committed results --------------
+ROOT = Path(__file__).resolve().parents[1]
+REAL_SWEEP = ROOT / "docs" / "sweeps" / "smollm2-cards"
+BEGIN, END = "<!-- real_sweep_markdown: begin -->", "<!-- real_sweep_markdown: end -->"
+
+
+def with_samples(run, reply):
+    sample = {"prompt": "New contact: Vera (41), florist in Ghent.", "base_reply": "Vera is a florist.\nHi",
+              "reply": reply}
+    return {**run, "model": "smollm2-135m-instruct", "seconds": 100.0, "samples": [sample],
+            "spec": {"steps": 16, "batch_size": 4, "n_train": 128, "n_eval": 16, "n_forget": 8,
+                     "alpha": 16.0},
+            "lr": 2e-3 if run["method"] == "lora" else 1e-4}
+
+
+def test_the_generated_section_gives_each_ranks_share_and_the_replies_before_and_after():
+    runs = [with_samples(r, f"card {i}") for i, r in enumerate(REAL)]
+    text = real_sweep_markdown(runs)
+    assert "- LoRA r=2 recovers 40% of full: all-linear's gain and 50% of full: q_proj+v_proj's gain." in text
+    assert "  - base: `Vera is a florist.⏎Hi`" in text
+    assert "  - LoRA r=8: `card 1`" in text and "  - full: all-linear: `card 3`" in text
+    assert "8 base answers" in text and "One run took 100–100 s (all 400 s together)" in text
+
+
+def test_the_results_page_holds_exactly_what_the_committed_real_sweep_gives():
+    text = (ROOT / "docs" / "results.md").read_text()
+    assert text.count(BEGIN) == 1 and text.count(END) == 1
+    section = text.split(BEGIN)[1].split(END)[0].strip()
+    assert section == real_sweep_markdown(read_results(REAL_SWEEP))
+
+
+def test_the_committed_real_sweep_is_the_documented_command():
+    config = json.loads((REAL_SWEEP / "sweep.json").read_text())
+    assert config["model"] == "smollm2-135m-instruct" and config["tasks"] == ["cards"]
+    assert config["ranks"] == [1, 2, 4, 8, 16] and config["include_full"]
+    methods = sorted((r["method"], r["rank"] or 0, "+".join(r["targets"])) for r in read_results(REAL_SWEEP))
+    assert methods == [("full", 0, "all-linear"), ("full", 0, "q_proj+v_proj")] + [
+        ("lora", r, "q_proj+v_proj") for r in (1, 2, 4, 8, 16)]

@@ -24,6 +24,7 @@ from collections import defaultdict
 
 import numpy as np
 
+from .base_answers import load_base_answers
 from .drawing import _figure, _log2_rank_axis
 from .llm_task import LLM_TASKS
 from .results import is_diverged
@@ -190,3 +191,52 @@ def figure_real_metrics_vs_rank(results: list[dict]):
 
 FORGETTING_FIGURES = {"learning_vs_forgetting": figure_learning_vs_forgetting,
                       "real_metrics_vs_rank": figure_real_metrics_vs_rank}
+
+
+# ---- the real-model section of docs/results.md -------------------------------------------------
+def real_sweep_markdown(results: list[dict], n_samples: int = 2) -> str:
+    """The generated part of the real-model section of ``docs/results.md``: the runs' settings and
+    times, the table of ``forgetting_markdown``, each rank's share of full fine-tuning's gain in
+    words, and before/after samples (from the highest-rank LoRA run and full fine-tuning of every
+    linear layer). ``tests/test_docs.py`` checks that the page holds exactly this text."""
+    task = forgetting_task(results)
+    runs = [r for r in results if r.get("task") == task and _has_forgetting(r)]
+    if task not in LLM_TASKS or not runs:
+        raise MissingData("no finished run of a real-model task")
+    points = learning_forgetting_points(results, task)
+    spec = runs[0].get("spec", {})
+    seconds = [r["seconds"] for r in runs]
+    lines = [f"{len(runs)} runs of the {task} task on {runs[0].get('model')}: {spec.get('steps')} steps "
+             f"of {spec.get('batch_size')} examples each ({spec.get('n_train')} training prompts), LoRA at "
+             f"lr {_lr(runs, 'lora')} with α = {spec.get('alpha'):g}, full fine-tuning at lr "
+             f"{_lr(runs, 'full')}; "
+             f"{spec.get('n_eval')} held-out prompts, {_n_forget(runs)} base answers. One run took "
+             f"{min(seconds):.0f}–{max(seconds):.0f} s (all {sum(seconds):.0f} s together).", "",
+             forgetting_markdown(results, task), ""]
+    for label, shares in recovered_share(points).items():
+        lines.append(f"- {label} recovers " + " and ".join(f"{100 * s:.0f}% of {full}'s gain"
+                                                          for full, s in shares.items()) + ".")
+    lines += ["", "Replies to held-out prompts (greedy):", ""]
+    shown = [r for r in runs if r["method"] == "lora"]
+    shown = [max(shown, key=lambda r: r["rank"])] if shown else []
+    shown += [r for r in runs if r["method"] == "full" and r.get("targets") == ["all-linear"]]
+    for sample_index in range(min(n_samples, len(runs[0].get("samples") or []))):
+        sample = runs[0]["samples"][sample_index]
+        lines += [f"- prompt: `{sample['prompt']}`", f"  - base: `{_one_line(sample['base_reply'])}`"]
+        for run in shown:
+            lines.append(f"  - {_label(run)}: `{_one_line(run['samples'][sample_index]['reply'])}`")
+    return "\n".join(lines)
+
+
+def _lr(runs, method) -> str:
+    rates = sorted({r.get("lr") for r in runs if r.get("method") == method})
+    return ", ".join(f"{x:g}" for x in rates) or "–"
+
+
+def _n_forget(runs) -> str:
+    n = runs[0].get("spec", {}).get("n_forget")
+    return f"all {len(load_base_answers())}" if n is None else str(n)
+
+
+def _one_line(text: str) -> str:
+    return text.replace("\n", "⏎").replace("`", "'")
