@@ -266,6 +266,25 @@ def test_a_merged_adapter_saves_and_loads_with_the_same_update(tmp_path):
                                **EXACT)
 
 
+@pytest.mark.parametrize("kind", ["cat", "linear"])
+def test_merging_adapters_with_a_rank_pattern_keeps_each_layers_rank_through_a_save_and_load(kind, tmp_path):
+    """Block 0's q_proj has r = 4 by a rank_pattern, the other layers r = 2: "cat" gives 8 there and 4
+    elsewhere, "linear" 4 and 2, and the merged adapter's config says so, so its file loads back."""
+    model = GPT(TINY, seed=0).to(np.float64)
+    for seed, name in enumerate(["a", "b"]):
+        add_adapter(model, name, LoraConfig(r=2, lora_alpha=4, rank_pattern={"blocks.0.attn.q_proj": 4},
+                                            init_lora_weights=False, seed=seed))
+    add_weighted_adapter(model, ["a", "b"], [0.7, 0.3], "mix", combination_type=kind)
+    ranks = {n: layer.adapters["mix"].config.r for n, layer in lora.lora_layers(model)}
+    double = 2 if kind == "cat" else 1
+    assert ranks == {"blocks.0.attn.q_proj": 4 * double, "blocks.0.attn.v_proj": 2 * double,
+                     "blocks.1.attn.q_proj": 2 * double, "blocks.1.attn.v_proj": 2 * double}
+    lora.save_adapter(model, tmp_path, adapter_name="mix")
+    fresh = GPT(TINY, seed=0).to(np.float64)
+    lora.load_adapter(fresh, tmp_path, adapter_name="mix")
+    assert_deltas_equal(delta(fresh, "mix"), delta(model, "mix"))
+
+
 def test_a_merged_adapter_merges_into_w0_and_unmerges_back():
     model = gpt_with_merged_adapter()
     lora.set_adapter(model, "mix")

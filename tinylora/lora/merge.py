@@ -63,6 +63,7 @@ True
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 
@@ -230,10 +231,12 @@ def _check_layers(model, adapters, combination_type) -> list:
                 raise ValueError(f"{where}: adapter {a!r} is {layer.adapters[a].variant.name}, whose update "
                                  "is not s·B·A; only plain LoRA and rsLoRA adapters can be combined")
     if combination_type in FACTOR_TYPES:
-        ranks = {a: _rank_of(layers, a) for a in adapters}
-        if len(set(ranks.values())) > 1:
-            raise ValueError(f"{where}: combination_type={combination_type!r} adds the factors slot by slot, "
-                             f"so all ranks must be equal; got ranks {ranks}. Use 'cat' or 'svd'")
+        for n, layer in layers:  # per layer: a rank_pattern may give each layer its own r
+            ranks = {a: layer.adapters[a].config.r for a in adapters if a in layer.adapters}
+            if len(set(ranks.values())) > 1:
+                raise ValueError(f"{where}: combination_type={combination_type!r} adds the factors slot by "
+                                 f"slot, so all ranks must be equal; got ranks {ranks} on layer {n!r}. "
+                                 "Use 'cat' or 'svd'")
         for n, layer in layers:
             missing = [a for a in adapters if a not in layer.adapters]
             if missing:
@@ -248,9 +251,20 @@ def _rank_of(layers, adapter_name: str) -> int:
                 if adapter_name in layer.adapters)
 
 
-def _check_rank(layers, rank: int, combination_type: str) -> None:
+def _layer_rank(layer, entries, combination_type: str, svd_rank: int | None) -> int:
+    """The new adapter's rank on ``layer``: Σ r_i for "cat", r for the factor types, else svd_rank or max."""
+    ranks = [layer.adapters[a].config.r if a in layer.adapters else r for a, _, r in entries]
+    present = [layer.adapters[a].config.r for a, _, _ in entries if a in layer.adapters]
+    if combination_type == "cat":
+        return sum(ranks)
+    if combination_type in FACTOR_TYPES:
+        return present[0]
+    return svd_rank or max(present)
+
+
+def _check_rank(layers, ranks: dict, combination_type: str) -> None:
     for n, layer in layers:
-        smaller = min(layer.out_features, layer.in_features)
+        smaller, rank = min(layer.out_features, layer.in_features), ranks[n]
         if rank > smaller:
             hint = " Use 'svd' with a smaller svd_rank" if combination_type == "cat" else ""
             raise ValueError(f"add_weighted_adapter: {combination_type!r} would give rank {rank}, larger "
@@ -276,15 +290,9 @@ def add_weighted_adapter(model: Module, adapters: list, weights: list, adapter_n
     if seed is not None:
         seed = check_int("seed", seed, low=0, where="add_weighted_adapter")
     layers = _check_layers(model, adapters, combination_type)
-    ranks = [_rank_of(layers, a) for a in adapters]
-    if combination_type == "cat":
-        rank = sum(ranks)
-    elif combination_type in FACTOR_TYPES:
-        rank = ranks[0]
-    else:
-        rank = svd_rank or max(ranks)
-    _check_rank(layers, rank, combination_type)
-    entries = list(zip(adapters, weights, ranks))
+    entries = list(zip(adapters, weights, [_rank_of(layers, a) for a in adapters]))
+    ranks = {n: _layer_rank(layer, entries, combination_type, svd_rank) for n, layer in layers}
+    _check_rank(layers, ranks, combination_type)
     rng = np.random.default_rng(seed)
     new = {}
     for n, layer in layers:  # every factor is computed before the model changes
@@ -294,9 +302,12 @@ def add_weighted_adapter(model: Module, adapters: list, weights: list, adapter_n
             new[n] = _factor_merge(layer, entries, combination_type, density, majority_sign_method, rng)
         else:
             method = "linear" if combination_type == "svd" else combination_type.removesuffix("_svd")
-            new[n] = _svd_factors(layer, entries, rank, method, density, majority_sign_method, rng)
+            new[n] = _svd_factors(layer, entries, ranks[n], method, density, majority_sign_method, rng)
     first = layers[0][1].adapters[next(a for a in adapters if a in layers[0][1].adapters)].config
+    rank = ranks[layers[0][0]]
+    other = {re.escape(n): r for n, r in ranks.items() if r != rank}  # layers of another rank, scaling 1 too
     config = LoraConfig(r=rank, lora_alpha=rank, target_modules=tuple(n for n, _ in layers),
+                        rank_pattern=other, alpha_pattern=dict(other),
                         lora_dropout=first.lora_dropout, bias=first.bias, seed=first.seed)
     add_adapter(model, adapter_name, config, targets=[n for n, _ in layers])
     for n, layer in layers:
