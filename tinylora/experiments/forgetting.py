@@ -147,9 +147,9 @@ def figure_learning_vs_forgetting(results: list[dict]):
     if lora:
         ax.plot([p["forgetting"] for p in lora], [p["learning"] for p in lora], "-o", color="C0",
                 label="LoRA")
-        for p in lora:
+        for i, p in enumerate(lora):  # labels alternate below and above, so neighbours do not overlap
             ax.annotate(f"r={p['rank']}", (p["forgetting"], p["learning"]), textcoords="offset points",
-                        xytext=(5, -10), fontsize=7)
+                        xytext=(5, -11 if i % 2 == 0 else 5), fontsize=7)
     for i, p in enumerate(q for q in points if q["method"] == "full"):
         ax.plot([p["forgetting"]], [p["learning"]], "s", color=f"C{3 + i}", markersize=8, label=p["label"])
     ax.axvline(0, color="0.6", linewidth=0.8)
