@@ -90,9 +90,9 @@ print(f"tinylora {tinylora.__version__}; fast mode: {FAST}; steps per fine-tune:
 # %% [markdown]
 # **Running time, measured** on the test machine (2 CPU cores shared with other jobs, load about
 # 20): 3.5 minutes in fast mode (`TINYLORA_FAST=1`, which the test suite sets: 10 fine-tuning
-# steps per adapter), of which the kernel used 40 s of CPU time, about what it takes on a
-# laptop with a free core. Full mode (200 steps per adapter, three fine-tunings) took 7 minutes
-# here at a load of about 10, and 40 minutes at a load of about 20.
+# steps per adapter) and 25 minutes in full mode (200 steps per adapter, three fine-tunings).
+# The kernel used 40 s and 8 minutes of CPU time, about what the two modes take on a laptop
+# with a free core.
 
 # %% [markdown]
 # ## 1. Names and shapes: the paper, the analogy, the code
@@ -530,7 +530,7 @@ except ImportError:                                                         # ti
 q_layer = model.blocks[0].attn.q_proj                                      # r = 8, 128 -> 128
 q_adapter = q_layer.adapters["recipes"]
 merged_q = merged.blocks[0].attn.q_proj.base_layer                        # W0 + s·B·A, a plain Linear
-rows_list = (1, 8, 64, 512) if FAST else (1, 8, 64, 512, 4096)
+rows_list = (1, 8, 64, 512)
 print(f"{'rows':>5s} {'fused (rebuild W, 1 GEMM)':>26s} {'side path (3 GEMMs)':>20s} {'merged':>9s}   (µs)")
 with no_grad(), threadpool_limits(1):
     for n_rows in rows_list:
@@ -758,7 +758,7 @@ for name in ("recipes", "arithmetic"):
 #   right length) long before the arithmetic, so its sums look plausible and are wrong.
 # * An adapter acts on **every** input, not only on the text it was trained on: the KL
 #   columns show the arithmetic adapter moving the model's predictions on fables, which it
-#   never saw, by a sizeable amount. Nothing in its loss asks it to leave fables alone, and
+#   never saw, by a sizeable amount (in a full run by more than on the sums themselves). Nothing in its loss asks it to leave fables alone, and
 #   the loss that cannot fall keeps its gradient from vanishing, so Adam keeps stepping by
 #   about lr per weight for all 200 steps. The recipe adapter, trained on English text much
 #   like the fables, moves them less.
