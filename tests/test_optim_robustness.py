@@ -111,7 +111,8 @@ def test_fit_names_float16_as_the_cause_when_a_float16_model_diverges():
 def test_fit_at_a_huge_learning_rate_raises_with_the_step_and_the_learning_rate():
     model = GPT(GPTConfig.preset("nano"), seed=0)
     before = model.state_dict()
-    with pytest.raises(FloatingPointError, match=r"at step \d+: the learning rate is probably too high") as info:
+    too_high = r"at step \d+: the learning rate is probably too high"
+    with pytest.raises(FloatingPointError, match=too_high) as info:
         fit(model, np.arange(500) % 7, steps=6, lr=1e30, progress=False)
     assert 2 <= info.value.step <= 6  # step 1's loss is that of the untouched model
     assert any(not np.array_equal(before[k], v) for k, v in model.state_dict().items())

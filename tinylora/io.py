@@ -62,6 +62,10 @@ def _json_bytes(obj) -> np.ndarray:
 def save_arrays(path, arrays: dict, config: dict, metadata: dict | None = None) -> None:
     """Write ``arrays`` (name -> host array) with JSON ``config`` and ``metadata`` to one .npz, atomically."""
     payload = {name: np.asarray(a) for name, a in arrays.items()}  # host-ok: already host copies
+    for name, array in payload.items():  # an object array would be pickled; a string one is not weights
+        if array.dtype.kind not in "biuf":
+            raise TypeError(f"save_arrays: {name!r} has dtype {array.dtype}; only bool, int and float "
+                            "arrays can be saved")
     payload[_CONFIG_KEY] = _json_bytes(config)
     payload[_META_KEY] = _json_bytes(metadata or {})
     buffer = io.BytesIO()

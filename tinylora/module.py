@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections import OrderedDict, namedtuple
 
-from ._validate import check_float_dtype, check_loaded_array, is_int
+from ._validate import check_bool, check_float_dtype, check_loaded_array, is_int
 from .backend import asnumpy, to_device
 from .tensor import Tensor
 
@@ -141,6 +141,8 @@ class Module:
 
     def get_submodule(self, target: str) -> "Module":
         """The sub-module at a dotted path such as ``"blocks.0.attn"`` ("" is self)."""
+        if not isinstance(target, str):
+            raise TypeError(f"get_submodule: target must be a dotted name (str), got {target!r}")
         module = self
         if target == "":
             return module
@@ -236,6 +238,7 @@ class Module:
 
     def requires_grad_(self, requires_grad: bool = True) -> "Module":
         """Freeze (False) or unfreeze (True) every parameter; returns self."""
+        check_bool("requires_grad", requires_grad, where="requires_grad_")
         for p in self.parameters():
             p.requires_grad = bool(requires_grad)
         return self

@@ -38,8 +38,8 @@ def _check_sampling(max_new_tokens, temperature, top_k, top_p, seed, eos_token_i
         raise ValueError(f"top_k must be None or an int >= 1, got {top_k!r}")
     if top_p is not None and (not is_real(top_p) or not 0 < top_p <= 1):
         raise ValueError(f"top_p must be None or a number in (0, 1], got {top_p!r}")
-    if seed is not None and not is_int(seed):
-        raise TypeError(f"seed must be None or an int, got {seed!r}")
+    if seed is not None:
+        check_int("seed", seed, low=0, where="generate")
     if eos_token_id is not None:
         check_int("eos_token_id", eos_token_id, low=0, high=vocab_size - 1, where="generate")
 
@@ -69,6 +69,12 @@ def sample_next(logits, temperature: float = 1.0, top_k=None, top_p=None, rng=No
     drawn per row by inverting the cumulative distribution with ``rng`` (the array module's Generator).
     """
     xp = get_array_module(logits)
+    if getattr(logits, "ndim", None) != 2 or logits.shape[-1] == 0 or logits.dtype.kind != "f":
+        raise ValueError(f"sample_next: logits must be a float array of shape (B, V) with V >= 1, got "
+                         f"{getattr(logits, 'shape', type(logits).__name__)}")
+    _check_sampling(0, temperature, top_k, top_p, None, None, logits.shape[-1])
+    if temperature != 0 and not callable(getattr(rng, "random", None)):
+        raise TypeError(f"sample_next: rng must be a Generator (xp.random.default_rng(seed)), got {rng!r}")
     if temperature == 0:
         return logits.argmax(axis=-1)[:, None]
     logits = logits / temperature
