@@ -273,6 +273,10 @@ else:
     print(SKIP)
 
 # %% [markdown]
+# The logits do not move at all when merging: tinylora's fused op (`F.lora_linear`) already forms
+# W0 + (α/r)·B·A on the fly and runs one matmul, the same arithmetic the merged layer does. (The
+# three-matmul form, x·W0ᵀ + (α/r)·(x·Aᵀ)·Bᵀ, would differ in the last bits.)
+#
 # On a busy machine these timings move by tens of percent from one run to the next; the benchmark
 # (`tinylora bench llm-lora`) measures them side by side. What does not move: the merged model
 # runs exactly the base's operations.
