@@ -89,3 +89,12 @@ def check_grad(t, grad) -> None:
     if grad.dtype != t.dtype:
         raise TypeError(f"Tensor.grad must have the tensor's dtype {t.dtype}, got {grad.dtype}; "
                         f"cast it first (grad.astype(np.{t.dtype}))")
+
+
+def tensor_state(t) -> dict:
+    """``Tensor.__getstate__``: a copy or pickle is saved by no node (its counts would never drop)."""
+    state = dict(t.__dict__)
+    state["_saved_by"], state["_view"] = 0, None
+    if "_saved" in state:
+        state["_saved"] = None
+    return state

@@ -23,7 +23,7 @@ import math
 import numpy as np
 
 from . import functional as F
-from ._validate import check_bool, check_float_dtype, check_int, check_probability, check_real
+from ._validate import check_bool, check_float_dtype, check_int, check_probability, check_real, is_int
 from .module import Module, ModuleList, Parameter, Sequential
 from .tensor import Tensor
 
@@ -176,6 +176,8 @@ class Dropout(Module):
     def __init__(self, p: float = 0.0, seed: int | None = None):
         super().__init__()
         check_probability("p", p, where="Dropout")
+        if seed is not None and not is_int(seed):
+            raise TypeError(f"Dropout: seed must be None or an int, got {seed!r}")
         if seed is not None:
             check_int("seed", seed, low=0, where="Dropout")
         self.p, self.seed = float(p), seed

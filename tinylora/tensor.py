@@ -75,6 +75,7 @@ class Tensor:
     """An n-dimensional array (NumPy or CuPy) with reverse-mode automatic differentiation."""
 
     __array_ufunc__ = None  # make `ndarray * Tensor` call Tensor.__rmul__
+    __getstate__ = _saved.tensor_state  # copy.deepcopy and pickle
 
     def __init__(self, data, requires_grad: bool = False, dtype=None):
         if not isinstance(requires_grad, (bool, np.bool_)):
@@ -395,8 +396,7 @@ class Tensor:
         for node in reversed(order):
             g = grads.pop(id(node))
             if node._backward is None:  # a leaf: accumulate, in the leaf's dtype
-                if g.dtype != node._data.dtype:
-                    g = g.astype(node._data.dtype)
+                g = g.astype(node._data.dtype, copy=False)
                 if node._grad is None:
                     node._grad = g.copy()
                 else:
