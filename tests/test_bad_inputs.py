@@ -51,6 +51,11 @@ def _gpt():
     return {"m": GPT(GPTConfig.preset("nano"), seed=0)}
 
 
+def _peft():
+    return {"m": lora.apply_lora(GPT(GPTConfig.preset("nano"), seed=0),
+                                 lora.LoraConfig(r=2, target_modules=["q_proj"]))}
+
+
 def _adamw():
     p = Parameter(np.ones((2, 3), dtype=f32))
     opt = AdamW([p], lr=0.1)
@@ -407,6 +412,9 @@ ROWS = [
     ("LoraConfig(r=2.0)", _nothing, lambda e: lora.LoraConfig(r=2.0), T, "r"),
     ("LoraConfig(lora_alpha=-1)", _nothing, lambda e: lora.LoraConfig(lora_alpha=-1), VE, "lora_alpha"),
     ("LoraConfig(lora_alpha=nan)", _nothing, lambda e: lora.LoraConfig(lora_alpha=NAN), VE, "lora_alpha"),
+    ("LoraConfig(lora_alpha=inf)", _nothing, lambda e: lora.LoraConfig(lora_alpha=INF), VE, "lora_alpha"),
+    ("get_delta_weights('ghost')", _peft, lambda e: lora.get_delta_weights(e["m"], "ghost"), VE, "ghost"),
+    ("set_adapter('ghost')", _peft, lambda e: lora.set_adapter(e["m"], "ghost"), VE, "ghost"),
     ("LoraConfig(lora_dropout=1.5)", _nothing, lambda e: lora.LoraConfig(lora_dropout=1.5), VE,
      "lora_dropout"),
     ("LoraConfig(init_lora_weights='x')", _nothing, lambda e: lora.LoraConfig(init_lora_weights="x"), VE,
