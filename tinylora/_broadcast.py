@@ -38,9 +38,12 @@ def normalize_axes(axis, shape, fn: str, nonempty: bool = False) -> tuple:
     With ``nonempty``, an axis of length 0 raises (a mean or a max over nothing is undefined).
     """
     ndim = len(shape)
-    if axis is None:
-        axes = tuple(range(ndim))
-    elif isinstance(axis, numbers.Integral) and not isinstance(axis, bool):
+    if axis is None:  # the common case, kept fast
+        if nonempty and 0 in shape:
+            raise ValueError(f"{fn}: cannot reduce over an empty axis: the tensor has shape {tuple(shape)} "
+                             "and axis=None")
+        return tuple(range(ndim))
+    if isinstance(axis, numbers.Integral) and not isinstance(axis, bool):
         axes = (axis,)
     elif isinstance(axis, (tuple, list)) and all(isinstance(a, numbers.Integral) and not isinstance(a, bool)
                                                  for a in axis):
