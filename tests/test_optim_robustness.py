@@ -130,3 +130,23 @@ def test_fit_checks_the_parameters_after_the_last_step_too():
     with pytest.raises(FloatingPointError, match="after the last update"):
         fit(layer, lambda rng: (x, x), steps=1, optimizer=SGD(layer.parameters(), lr=1e10), grad_clip=None,
             loss_fn=loss_fn, progress=False, block_size=2)
+
+
+def test_load_state_dict_refuses_a_nan_weight_by_name_and_leaves_the_model_unchanged():
+    layer = Linear(3, 2, rng=np.random.default_rng(0))
+    before = layer.state_dict()
+    state = dict(before, weight=np.full((2, 3), np.nan, dtype=np.float32))
+    with pytest.raises(ValueError, match="'weight' holds 6 non-finite values"):  # before: loaded silently
+        layer.load_state_dict(state)
+    assert all(np.array_equal(layer.state_dict()[k], v) for k, v in before.items())
+
+
+def test_a_checkpoint_holding_a_complex_array_is_refused_naming_the_tensor(tmp_path):
+    from tinylora.io import load_arrays, save_arrays
+    path = tmp_path / "c.npz"
+    save_arrays(path, {"w": np.ones(2, dtype=np.float32)}, {})
+    arrays = dict(np.load(path))
+    arrays["w"] = np.ones(2, dtype=complex)
+    np.savez(path, **arrays)  # before: load_arrays returned the complex array as is
+    with pytest.raises(TypeError, match="w must be an array of real numbers"):
+        load_arrays(path)
