@@ -32,13 +32,6 @@ from ..lora import (
 from ..lora.merge import COMBINATION_TYPES, DENSITY_TYPES
 from ..pretrained import load_base
 from ..train import estimate_loss, fit
-from .tasks import (
-    EVAL_BATCHES,
-    _checkpoint_bytes,
-    _lora_config,
-    _make_trainable,
-    domain_splits,
-)
 
 __all__ = ["MERGE_CORPORA", "MERGE_TYPES", "MERGE_WEIGHTS", "MERGE_DENSITY", "run_merge_lab", "merge_losses"]
 
@@ -77,26 +70,29 @@ def _train(model, train_ids, spec, progress: bool, label: str) -> dict:
                desc=f"merge-lab {label}")
 
 
-def run_merge_lab(spec, progress: bool = False) -> dict:
-    """One ``merge-lab`` run (a ``tasks.RunSpec``): its results line, less what ``tasks.run`` adds."""
+def run_merge_lab(spec, splits: dict, lora_config, eval_batches: int, progress: bool = False):
+    """One ``merge-lab`` run of ``spec`` (a ``tasks.RunSpec``): (its results line, less what ``tasks.run``
+    adds, and the model). ``splits``: {corpus: (train ids, held-out ids)} for each of ``MERGE_CORPORA``;
+    ``lora_config``: each adapter's ``LoraConfig`` (None for the full run); ``eval_batches``: held-out
+    batches per loss. (``tasks`` hands these over, so this module needs nothing from it.)"""
     model, _ = load_base()
-    splits = {c: domain_splits(c) for c in MERGE_CORPORA}                    # {corpus: (train, val)}
 
     def evaluate(m) -> dict:
-        return {c: estimate_loss(m, val, batch_size=spec.batch_size, max_batches=EVAL_BATCHES,
-                                 block_size=spec.block_size) for c, (_, val) in splits.items()}
+        return {c: estimate_loss(m, splits[c][1], batch_size=spec.batch_size, max_batches=eval_batches,
+                                 block_size=spec.block_size) for c in MERGE_CORPORA}
 
     losses = {"base": evaluate(model)}
     curves = {}
     if spec.method == "full":           # the multi-task reference: every weight, both corpora mixed
-        _make_trainable(model, spec)
-        mixed = np.concatenate([train for train, _ in splits.values()])  # host-ok: token ids
+        for p in model.parameters():
+            p.requires_grad = True
+        mixed = np.concatenate([splits[c][0] for c in MERGE_CORPORA])  # host-ok: token ids
         curves["joint"] = _train(model, mixed, spec, progress, "full, both tasks")
         losses["joint"] = evaluate(model)
         counts, adapter_bytes = count_parameters(model), None
     else:
         for i, corpus in enumerate(MERGE_CORPORA):
-            add_adapter(model, corpus, _lora_config(spec, spec.targets))
+            add_adapter(model, corpus, lora_config)
             set_adapter(model, corpus)
             curves[corpus] = _train(model, splits[corpus][0], spec, progress, f"r={spec.rank} {corpus}")
             losses[corpus] = evaluate(model)
@@ -108,8 +104,7 @@ def run_merge_lab(spec, progress: bool = False) -> dict:
                "base_val_loss": float(np.mean(list(losses["base"].values()))), "accuracy": None}
     first = next(iter(curves.values()))
     return {"metrics": metrics, "curve": {"step": first["step"], "train_loss": first["train_loss"]},
-            "adapter_bytes": adapter_bytes, "full_checkpoint_bytes": _checkpoint_bytes(model),
-            "planted": None, "analysis": None, "_counts": counts,
+            "adapter_bytes": adapter_bytes, "planted": None, "analysis": None, "_counts": counts,
             "merge_lab": {"corpora": list(MERGE_CORPORA), "weights": list(MERGE_WEIGHTS),
                           "density": MERGE_DENSITY, "losses": losses,
-                          "train_loss_end": {k: h["train_loss"][-1] for k, h in curves.items()}}}
+                          "train_loss_end": {k: h["train_loss"][-1] for k, h in curves.items()}}}, model

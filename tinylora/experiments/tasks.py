@@ -65,6 +65,7 @@ from .analysis import (
 )
 from .llm_task import LLM_TASKS, LlmRunSpec
 from .llm_task import run as run_llm
+from .merge_lab import MERGE_CORPORA, run_merge_lab
 from .results import TASKS
 
 # Per-task defaults: steps, the LoRA learning rate and the full fine-tuning learning rate.
@@ -252,8 +253,10 @@ def _analysis(model, spec: RunSpec, W0: dict) -> dict:
 
 
 def _run_merge_lab(spec: RunSpec, progress: bool) -> dict:
-    from .merge_lab import run_merge_lab  # merge_lab builds on this module's pieces (imported late: no cycle)
-    return run_merge_lab(spec, progress)
+    splits = {c: domain_splits(c) for c in MERGE_CORPORA}
+    config = _lora_config(spec, spec.targets) if spec.method == "lora" else None
+    result, model = run_merge_lab(spec, splits, config, EVAL_BATCHES, progress)
+    return {**result, "full_checkpoint_bytes": _checkpoint_bytes(model)}
 
 
 # ---- the domain-shift task (also budget and scaling) ------------------------------------------
