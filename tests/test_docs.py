@@ -28,7 +28,8 @@ DOCS = ROOT / "docs"
 PAGES = sorted(DOCS.glob("*.md")) + [ROOT / "README.md"]
 CONCEPT_PAGES = [DOCS / f"{name}.md" for name in ("autograd", "transformer", "lora", "intrinsic_rank")]
 RESULT_FIGURES = ("domain_metric_vs_rank", "parameters_vs_rank", "delta_spectrum", "subspace_similarity",
-                  "planted_knee")
+                  "planted_knee", "smollm2_learning_vs_forgetting", "smollm2_real_metrics_vs_rank",
+                  "table7_amplification", "delta_weight_similarity", "seed_similarity", "merge_lab")
 NO_RUN = "<!-- no-run -->"
 FENCE = re.compile(r"^(?P<indent> {0,3})(?P<fence>`{3,}|~{3,})(?P<info>.*)$")
 TEST_REFERENCE = re.compile(r"tests/(?P<file>test_\w+\.py)(?:::(?P<names>\w+(?:::\w+)?))?")
