@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from tinylora.experiments.figures import plot_all
 from tinylora.experiments.merge_lab import MERGE_TYPES, merge_losses
 from tinylora.experiments.paper_figures import merge_lab_markdown, merge_lab_rows
+from tinylora.experiments.results import read_results
 from tinylora.experiments.sweep import SweepConfig
 from tinylora.experiments.tasks import RunSpec, run
 from tinylora.lora import LoraConfig, adapter_names, add_adapter, set_adapter
@@ -89,3 +91,36 @@ def test_the_merge_lab_table_and_figure_come_from_a_small_results_file(tmp_path)
         f.writelines(json.dumps(line) + "\n" for line in lab_results())
     written = plot_all(tmp_path, formats=("png",), log=lambda _: None)
     assert str(tmp_path / "figures" / "merge_lab.png") in written
+
+
+# ---- docs/results.md holds what the committed merge lab gives ---------------------------------------
+ROOT = Path(__file__).resolve().parents[1]
+COMMITTED = ROOT / "docs" / "sweeps" / "merge-lab"
+
+
+def test_the_results_page_holds_exactly_what_the_committed_merge_lab_gives():
+    text = (ROOT / "docs" / "results.md").read_text()
+    begin, end = "<!-- merge_lab_markdown: begin -->", "<!-- merge_lab_markdown: end -->"
+    assert text.count(begin) == 1 and text.count(end) == 1
+    assert text.split(begin)[1].split(end)[0].strip() == merge_lab_markdown(read_results(COMMITTED))
+
+
+def test_the_committed_merge_lab_shows_what_the_results_page_says():
+    rows = {r["name"]: r for r in merge_lab_rows(read_results(COMMITTED))}
+    merges = {n: r for n, r in rows.items() if r["kind"] == "merge"}
+    assert set(merges) == set(MERGE_TYPES)
+    base, loss = rows["base"]["loss"], lambda name, task: rows[name]["loss"][task]  # noqa: E731
+    # no combined adapter keeps both tasks; joint full fine-tuning comes close to both
+    assert all(min(r["excess"].values()) > 0 for r in merges.values())
+    assert max(rows["joint"]["excess"].values()) < 0.05
+    # interference: the recipes adapter far above the base on sums; cat still above it
+    assert loss("recipes", "arithmetic") > base["arithmetic"] + 1.0
+    assert loss("cat", "arithmetic") > base["arithmetic"]
+    # factor types worse than the base on both tasks, DARE on the factors the worst of all
+    for name in ("linear", "magnitude_prune", "dare_linear", "dare_ties"):
+        assert loss(name, "recipes") > base["recipes"] and loss(name, "arithmetic") > base["arithmetic"]
+    for task in ("recipes", "arithmetic"):
+        assert max(rows, key=lambda n: loss(n, task)) == "dare_linear"
+    # TIES: best on sums (ties) and on recipes (ties_svd) among the combined adapters
+    assert min(merges, key=lambda n: loss(n, "arithmetic")) == "ties"
+    assert min(merges, key=lambda n: loss(n, "recipes")) == "ties_svd"

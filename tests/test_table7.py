@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,10 +16,12 @@ from tinylora.experiments.analysis import (
 )
 from tinylora.experiments.figures import plot_all
 from tinylora.experiments.paper_figures import (
+    delta_weight_grids,
     paper_analyses_markdown,
     seed_similarity,
     table7_rows,
 )
+from tinylora.experiments.results import read_results
 from tinylora.experiments.summary import MissingData
 
 
@@ -135,3 +138,31 @@ def test_the_paper_figures_are_drawn_from_a_small_results_file(tmp_path):
 def test_a_sweep_without_the_analyses_says_what_is_missing():
     with pytest.raises(MissingData, match="analysis\\['table7'\\]"):
         table7_rows([{"task": "domain", "method": "lora", "rank": 4, "analysis": {"adapter_A": {}}}])
+
+
+# ---- docs/results.md holds what the committed sweep gives -----------------------------------------
+ROOT = Path(__file__).resolve().parents[1]
+COMMITTED = ROOT / "docs" / "sweeps" / "paper-analyses"
+
+
+def test_the_results_page_holds_exactly_what_the_committed_paper_analyses_give():
+    text = (ROOT / "docs" / "results.md").read_text()
+    begin, end = "<!-- paper_analyses_markdown: begin -->", "<!-- paper_analyses_markdown: end -->"
+    assert text.count(begin) == 1 and text.count(end) == 1
+    assert text.split(begin)[1].split(end)[0].strip() == paper_analyses_markdown(read_results(COMMITTED))
+
+
+def test_the_committed_analyses_show_what_the_results_page_says():
+    results = read_results(COMMITTED)
+    rows = {r["rank"]: r for r in table7_rows(results)}
+    assert sorted(rows) == [4, 32] and all(r["n_seeds"] == 2 for r in rows.values())
+    for r in rows.values():   # less of Wq than Wq's own top-r; a little more than random (paper: 16x)
+        assert r["delta_directions"] < r["weight_directions"]
+        assert 1.0 < r["delta_directions"] / r["random_directions"] < 2.0
+    assert rows[4]["amplification"] > 5 * rows[32]["amplification"]      # much larger at r = 4
+    _, _, grids = delta_weight_grids(results)
+    for r, grid in grids.items():                                       # Fig. 8: above chance, far from 1
+        assert r / 128 < grid[r - 1, r - 1] < 0.6
+    found = seed_similarity(results)
+    for grid in found["grids"].values():                                # Fig. 4 at r = 32
+        assert 10 / 128 < grid[0, 0] < 0.5 and abs(grid[-1, -1] - 32 / 128) < 0.15
