@@ -593,9 +593,9 @@ print("merge then unmerge: max |W - W0| =", np.abs(restored - W0).max())
 # %% [markdown]
 # ## 7. Saving a tiny adapter
 #
-# Only the adapter needs saving: `save_adapter` writes `adapter_config.json` (the rank,
-# targets, and the shape of every adapted layer) and `adapter_model.safetensors` (the $A$
-# and $B$ matrices). Compare with a full checkpoint of the model.
+# Only the adapter needs saving: `save_adapter` writes PEFT's two files, `adapter_config.json`
+# (the rank, α and targets, with PEFT's keys) and `adapter_model.safetensors` (the $A$ and $B$
+# matrices, with the shape of every adapted layer and a checksum in its metadata). Compare with a full checkpoint of the model.
 
 # %%
 workdir = tempfile.mkdtemp(prefix="tinylora-03-")

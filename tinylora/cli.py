@@ -296,8 +296,8 @@ def _add_sweep(sub) -> None:
     add = sweep.add_argument
     add("--quick", action="store_true", help="a small sweep (ranks 1,4,8 and full; 25 steps) in about 30 s")
     add("--task", type=_name_list, default=None,
-        help="comma-separated tasks: planted, domain, budget, scaling (default: planted,domain); "
-             "cards with --model")
+        help="comma-separated tasks: planted, domain, budget, scaling, merge-lab (default: "
+             "planted,domain); cards with --model")
     add("--ranks", type=_int_list(1, "1,2,4"), default=None,
         help="comma-separated LoRA ranks; repeats run once (default: 1,2,4,8,16,32)")
     add("--targets", type=_name_list, default=None,

@@ -75,7 +75,7 @@ def export_student_edition(out_dir, source=None) -> list[Path]:
     >>> import tempfile
     >>> paths = export_student_edition(tempfile.mkdtemp())
     >>> [p.name for p in paths][:2], len(paths)
-    (['01_unbroadcast.ipynb', '02_matmul_backward.ipynb'], 23)
+    (['01_unbroadcast.ipynb', '02_matmul_backward.ipynb'], 25)
     """
     out = Path(check_path("out_dir", out_dir, where="export"))
     source = DEFAULT_SOURCE if source is None else Path(check_path("source", source, where="export"))

@@ -287,7 +287,8 @@ def figure_planted_knee(results: list[dict]) -> Figure:
     seeds = _seed_note(lora_rows, rows)
     caption = (f"A rank-k* change ΔW* was planted in the target layers. {seeds} Relative "
                "error 1 = no better than the un-adapted model, 0 = perfect. The error should fall steeply "
-               "until r reaches k* and then flatten near full fine-tuning's floor (dashed).")
+               "until r reaches k* and then flatten near full fine-tuning's error (dashed: a reference for "
+               "this budget, not a floor).")
     fig, axes = _figure("Recovering a planted rank-k* update: error vs LoRA rank", caption)
     ax = axes[0, 0]
     for variant, curve in sorted(series.items()):
