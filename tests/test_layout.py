@@ -16,7 +16,8 @@ PACKAGE = ROOT / "tinylora"
 
 # The layers, lowest first. A module may import from its own layer or a lower one, never a higher.
 LAYERS = [
-    {"_validate", "backend", "host_memory", "quant", "nf4", "grad_mode", "_saved", "_broadcast", "fake_cupy"},
+    {"_validate", "backend", "host_memory", "quant", "nf4", "grad_mode", "_saved", "_broadcast", "fake_cupy",
+     "interrupts"},
     {"tensor"},
     {"_op_checks", "array_ops", "functional", "gradcheck", "io", "llama_ops", "gguf_file", "quant_ops",
      "attention"},

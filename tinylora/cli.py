@@ -23,6 +23,7 @@ from .cli_args import (
     _positive_int,
     _probability,
 )
+from .interrupts import ctrl_c_outside_finalizers
 
 
 def _demo(args) -> int:
@@ -378,7 +379,8 @@ def main(argv=None) -> int:
         parser.print_help()
         return 0
     try:
-        return args.func(args)
+        with ctrl_c_outside_finalizers():
+            return args.func(args)
     except KeyboardInterrupt:
         print(f"\ntinylora {args.command}: interrupted; {INTERRUPTED.get(args.command, INTERRUPTED[None])}",
               file=sys.stderr)
