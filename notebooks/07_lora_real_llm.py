@@ -250,8 +250,8 @@ else:
 # %% [markdown]
 # Merging folds the active adapter into W0 (W0 + (α/r)·B·A) and removes the adapter layers, so the
 # merged model is a plain Llama again, with the base's cost per token. We time one forward pass of
-# a 64-token batch: the unmerged model (base plus the two small extra matmuls of each adapted layer),
-# then the merged one, against the base as it was loaded (timed in section 1).
+# a 64-token batch: the unmerged model (each adapted layer first forms W0 + (α/r)·B·A, then runs one
+# matmul), then the merged one, against the base as it was loaded (timed in section 1).
 
 # %%
 if HAVE_MODEL:

@@ -15,10 +15,12 @@ def test_bench_llm_lora_quick_prints_steps_memory_and_quality(capsys):
     assert llm_lora.main(QUICK) == 0
     out = capsys.readouterr().out
     assert "blas" in out.lower() and "OPENBLAS_CORETYPE" in out          # the environment report
-    for row in ("full step", "lora step", "qlora step", "unmerged forward", "merged forward",
-                "tinylora LoRA / full fine-tuning", "merged / unmerged forward",
-                "PyTorch+PEFT column skipped", "peak RSS", "memory_report, qlora", "frozen weights, 4-bit",
-                "frozen-weight bytes, 4-bit / float32", "after, 4-bit vs float32"):
+    for row in ("full step", "lora step", "qlora step", "qlora-q4_1 step", "unmerged forward",
+                "merged forward", "tinylora LoRA / full fine-tuning", "merged / unmerged forward",
+                "LoRA on the Q4_1 base / LoRA", "PyTorch+PEFT column skipped", "peak RSS",
+                "memory_report, qlora", "memory_report, qlora-q4_1",
+                "frozen weights, quantized", "frozen-weight bytes, qlora / float32",
+                "frozen-weight bytes, qlora-q4_1 / float32", "NF4 base:", "Q4_1 base:", "vs float32"):
         assert row in out
 
 
@@ -45,4 +47,4 @@ def test_the_rss_child_reports_the_peak_and_the_memory_report_of_one_run():
     child = llm_lora.rss_child("qlora", "tiny", llm_lora.SETTINGS["quick"])
     rows = dict(child["report"])
     assert child["peak"] > 0 and child["start"] > 0 and child["total"] == rows["total"] > 0
-    assert rows["frozen weights, 4-bit (codes + scales)"] > 0 and rows["frozen weights, float"] < 2 ** 16
+    assert rows["frozen weights, quantized (codes + scales)"] > 0 and rows["frozen weights, float"] < 2 ** 16

@@ -242,3 +242,13 @@ def test_at_step_0_the_lora_backward_gives_a_zero_dA_and_a_nonzero_dB():
 def test_a_bad_seed_or_hint_is_refused_with_its_name(kwargs, error, words):
     with pytest.raises(error, match=words):
         CHECKERS[5](*solution(5), **kwargs)
+
+
+def test_the_teaching_guide_states_how_many_mistakes_the_registry_lists():
+    """docs/teaching.md counts the wrong implementations with hints; the count must be the registry's."""
+    import re
+    counts = [sum(len(part.mistakes) for part in ex.parts) for ex in EXERCISES.values()]
+    text = (Path(__file__).resolve().parents[1] / "docs" / "teaching.md").read_text()
+    least, total = re.search(r"at least (\w+) per exercise, (\d+) in all", text).groups()
+    words = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+    assert (words.index(least), int(total)) == (min(counts), sum(counts))

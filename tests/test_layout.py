@@ -17,7 +17,7 @@ PACKAGE = ROOT / "tinylora"
 # The layers, lowest first. A module may import from its own layer or a lower one, never a higher.
 LAYERS = [
     {"_validate", "backend", "host_memory", "quant", "nf4", "grad_mode", "_saved", "_broadcast", "fake_cupy",
-     "interrupts"},
+     "interrupts", "block_weight", "gguf_blocks"},
     {"tensor"},
     {"_op_checks", "array_ops", "functional", "gradcheck", "io", "llama_ops", "gguf_file", "quant_ops",
      "attention"},

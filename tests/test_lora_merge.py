@@ -11,7 +11,13 @@ from hypothesis import strategies as st
 from tinylora import lora
 from tinylora.gpt import GPT, GPTConfig
 from tinylora.lora import LoraConfig, add_adapter, add_weighted_adapter, get_delta_weights
-from tinylora.lora.merge import COMBINATION_TYPES, DENSITY_TYPES, FACTOR_TYPES, combine_tensors
+from tinylora.lora.merge import (
+    COMBINATION_TYPES,
+    DENSITY_TYPES,
+    FACTOR_TYPES,
+    combine_tensors,
+    prune_at_random,
+)
 from tinylora.nn import Linear, Module
 
 EXACT = dict(rtol=1e-12, atol=1e-12)
@@ -159,6 +165,22 @@ def test_an_svd_merges_error_is_the_singular_values_it_drops(r1, r2, k, w1, w2):
 
 
 # ---- 3. DARE: the expected update is unchanged ----------------------------------------------------------
+@FEW
+@given(density=st.floats(0.05, 1.0), seed=st.integers(0, 2**32 - 1),
+       shape=st.tuples(st.integers(1, 6), st.integers(1, 6)))
+def test_dare_keeps_each_entry_divided_by_the_density_or_drops_it_to_zero(density, seed, shape):
+    """The rescale behind E[T̃] = T, for any density and seed: each entry of T̃ is T/p (kept, with
+    probability p) or exactly 0, so its expectation is p · T/p = T. Without the rescale the kept
+    entries would equal T and the first check would fail."""
+    x = np.random.default_rng(seed).uniform(0.5, 2.0, size=shape) * np.random.default_rng(seed + 1).choice(
+        [-1, 1], size=shape)                                                   # no zeros: dropped is visible
+    out = prune_at_random(x, density, np.random.default_rng(seed))
+    kept = out != 0
+    np.testing.assert_allclose(out[kept], x[kept] / density, rtol=1e-12)
+    assert np.all(out[~kept] == 0.0)
+    assert np.array_equal(kept, np.random.default_rng(seed).random(shape) < density)   # P(keep) = density
+
+
 def test_dare_rescales_so_the_expected_update_is_unchanged():
     """DARE keeps each entry with probability p and divides it by p, so E[ΔW] stays what the merge without
     dropping gives: "linear" for dare_linear (the masks on A and on B are independent, E[B̃Ã] = E[B̃]E[Ã])

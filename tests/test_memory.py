@@ -68,7 +68,7 @@ def test_measured_activations_hold_at_least_the_logits_and_leave_the_gradients_a
 def test_the_report_prints_a_table_of_every_kind_and_the_total(capsys):
     memory_report(OneLinear(), verbose=True)
     out = capsys.readouterr().out
-    for row in ("frozen weights, float", "frozen weights, 4-bit", "trainable parameters", "gradients",
+    for row in ("frozen weights, float", "frozen weights, quantized", "trainable parameters", "gradients",
                 "optimizer state", "activations", "not measured", "total"):
         assert row in out
 

@@ -126,7 +126,7 @@ def test_the_4bit_op_never_holds_a_float32_copy_of_the_whole_weight():
 
 
 def test_the_4bit_op_refuses_a_float_weight():
-    with pytest.raises(TypeError, match="weight must be an NF4Weight"):
+    with pytest.raises(TypeError, match="weight must be a BlockWeight"):
         linear_4bit(np.ones((1, 4), np.float32), np.eye(4, dtype=np.float32))
 
 
@@ -244,7 +244,7 @@ def test_quantize_base_refuses_a_dora_adapter():
 
 
 @pytest.mark.parametrize("kwargs, error, match", [
-    (dict(method="int8"), ValueError, r"method must be one of \['nf4'\], got 'int8'"),
+    (dict(method="int8"), ValueError, r"method must be one of \['nf4', 'q4_1'\], got 'int8'"),
     (dict(block_size=48), ValueError,
      r"layer .model.embed_tokens., weight 128x64.: block_size=48 must be even and divide in_features=64"),
     (dict(block_size=3), ValueError, "block_size=3 must be even"),

@@ -2,7 +2,8 @@
 and (measured) activations.
 
 The first four are counted from the arrays themselves: a float32 (out, in) weight is ``out * in * 4``
-bytes; a 4-bit NF4 one (tinylora/nf4.py) ``out * in / 2`` of codes plus 4 bytes per block of scales;
+bytes; a 4-bit NF4 one (tinylora/nf4.py) ``out * in / 2`` of codes plus 4 bytes per block of scales
+(Q4_1: 20 bytes per 32 values, Q8_0: 34);
 each trainable parameter gets one gradient of its own size; AdamW keeps two more (m and v). The
 activations are measured: with ``batch=(x, y)``, one forward and backward runs under ``tracemalloc``
 (NumPy reports its allocations to it), and the peak it allocates beyond the new gradients is what the
@@ -19,8 +20,8 @@ from __future__ import annotations
 import dataclasses
 import tracemalloc
 
+from .block_weight import BlockWeight
 from .module import Module
-from .nf4 import NF4Weight
 
 __all__ = ["MemoryReport", "memory_report", "frozen_4bit_weights"]
 
@@ -32,7 +33,7 @@ class MemoryReport:
     """Bytes by kind; ``total`` is their sum. ``activation_bytes`` is None unless a batch was measured."""
 
     frozen_bytes: int            # frozen float parameters (float32: 4 bytes a value)
-    frozen_4bit_bytes: int       # frozen 4-bit weights: codes (half a byte a value) + float32 scales
+    frozen_4bit_bytes: int       # frozen block-quantized weights (NF4, Q4_1, Q8_0): codes + scales
     trainable_bytes: int         # parameters that train (LoRA: the adapters)
     gradient_bytes: int          # one gradient per trainable parameter
     optimizer_bytes: int         # the optimizer's state arrays (AdamW: m and v), 0 before its first step
@@ -47,7 +48,7 @@ class MemoryReport:
 
     def rows(self) -> list[tuple[str, int | None]]:
         return [("frozen weights, float", self.frozen_bytes),
-                ("frozen weights, 4-bit (codes + scales)", self.frozen_4bit_bytes),
+                ("frozen weights, quantized (codes + scales)", self.frozen_4bit_bytes),
                 (f"trainable parameters ({self.trainable_params:,d} values)", self.trainable_bytes),
                 ("gradients", self.gradient_bytes),
                 ("optimizer state", self.optimizer_bytes),
@@ -65,12 +66,13 @@ class MemoryReport:
         return self.table()
 
 
-def frozen_4bit_weights(model: Module) -> list[NF4Weight]:
-    """Every 4-bit weight held by a layer of ``model``, once each (a tied table counts once)."""
+def frozen_4bit_weights(model: Module) -> list[BlockWeight]:
+    """Every block-quantized weight (NF4, Q4_1, Q8_0) held by a layer of ``model``, once each (a tied
+    table counts once)."""
     found = {}
     for module in model.modules():
         for value in vars(module).values():
-            if isinstance(value, NF4Weight):
+            if isinstance(value, BlockWeight):
                 found[id(value)] = value
     return list(found.values())
 
@@ -110,7 +112,7 @@ def memory_report(model: Module, optimizer=None, batch=None, verbose: bool = Tru
     """Count ``model``'s memory by kind (and ``optimizer``'s state); with ``batch=(x, y)``, measure the
     activations of one forward and backward too. Prints the table unless ``verbose=False``.
 
-    Counted, never estimated: an NF4 weight by its code and scale arrays, the optimizer by the arrays in
+    Counted, never estimated: a quantized weight by its code and scale arrays, the optimizer by the arrays in
     its ``state``.
     """
     if not isinstance(model, Module):

@@ -24,7 +24,8 @@ from __future__ import annotations
 import numpy as np
 
 from ._validate import check_int
-from .backend import device_of, get_array_module
+from .backend import get_array_module
+from .block_weight import BlockWeight
 
 __all__ = ["NF4_LEVELS", "NF4Weight", "quantize_nf4", "nf4_nbytes"]
 
@@ -58,44 +59,23 @@ def check_block_size(block_size, in_features: int, where: str) -> int:
     return block_size
 
 
-class NF4Weight:
+class NF4Weight(BlockWeight):
     """A frozen (out, in) weight held as NF4: ``codes`` (out, in/2) uint8, ``absmax`` (out, in/block) float32.
 
-    It is not a Parameter: it has no gradient, the optimizer never sees it, and there is no float32
-    array behind it. ``dequantize(rows)`` rebuilds a slice of rows; ``lookup(ids)`` rebuilds the rows
-    an embedding needs. ``dtype`` is the dtype it dequantizes to (float32), as layers expect.
+    It is not a Parameter (see ``tinylora.block_weight``): ``dequantize(rows)`` rebuilds a slice of rows,
+    ``lookup(ids)`` the rows an embedding needs. ``dtype`` is the dtype it dequantizes to (float32).
     """
 
-    requires_grad = False
-    grad = None
+    method, label = "nf4", "4-bit NF4"
 
     def __init__(self, codes, absmax, block_size: int, dtype=np.float32):
-        self.codes, self.absmax, self.block_size = codes, absmax, int(block_size)
-        self.dtype = np.dtype(dtype)
-        self.shape = (codes.shape[0], codes.shape[1] * 2)    # (out, in)
+        super().__init__((codes.shape[0], codes.shape[1] * 2), block_size, dtype)    # (out, in)
+        self.codes, self.absmax = codes, absmax
 
-    ndim = 2
-    size = property(lambda self: self.shape[0] * self.shape[1])
-    xp = property(lambda self: get_array_module(self.codes))
-    device = property(lambda self: device_of(self.codes))
-    nbytes = property(lambda self: int(self.codes.nbytes + self.absmax.nbytes))
+    arrays = property(lambda self: (self.codes, self.absmax))
 
-    @property
-    def data(self):
-        raise TypeError(f"this {self.shape[0]}x{self.shape[1]} weight is held as 4-bit NF4 codes, with no "
-                        "float32 array to read or write; merging an adapter, DoRA and PiSSA need one: call "
-                        "tinylora.lora.dequantize_base(model) first, or keep the adapter unmerged")
-
-    def __repr__(self):
-        return f"NF4Weight(shape={self.shape}, block_size={self.block_size}, nbytes={self.nbytes})"
-
-    def dequantize(self, rows=slice(None), dtype=None):
-        """Rows ``rows`` (a slice) decoded to ``dtype`` (default ``self.dtype``): (rows, in)."""
-        return decode(self.codes[rows], self.absmax[rows], self.block_size, dtype or self.dtype)
-
-    def lookup(self, ids, dtype=None):
-        """The rows ``ids`` (any integer shape) selects, decoded: (..., in); an embedding's forward."""
-        return decode(self.codes[ids], self.absmax[ids], self.block_size, dtype or self.dtype)
+    def decode(self, index, dtype):
+        return decode(self.codes[index], self.absmax[index], self.block_size, dtype)
 
 
 def decode(codes, absmax, block_size: int, dtype):

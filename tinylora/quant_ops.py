@@ -1,12 +1,12 @@
-"""Ops on a 4-bit frozen weight (``NF4Weight``): a Linear and a LoRA Linear that dequantize a chunk of rows
-at a time.
+"""Ops on a block-quantized frozen weight (a ``BlockWeight``: NF4, Q4_1 or Q8_0): a Linear and a LoRA Linear
+that dequantize a chunk of rows at a time.
 
-A float32 copy of W0 (out, in) would cost 8x its NF4 codes, so these ops never hold one. Forward walks
-the output features ``chunk_rows`` at a time: it decodes those rows of W0 (c, in), adds the adapter's
-rows ``s · B[rows] · A`` (c, in) on the fly, and writes ``x · W_cᵀ`` into columns ``rows`` of the
-output. Backward walks the same chunks to build x's gradient, ``g · W = Σ_c g[:, rows] · W_c``,
-decoding each chunk again instead of keeping it. W0 gets no gradient (it is not a Parameter);
-A and B get theirs from the low-rank path alone, as in ``F.lora_linear``.
+A float32 copy of W0 (out, in) would cost 8x its NF4 codes (6.4x Q4_1's blocks), so these ops never
+hold one. Forward walks the output features ``chunk_rows`` at a time: it decodes those rows of W0
+(c, in), adds the adapter's rows ``s · B[rows] · A`` (c, in) on the fly, and writes ``x · W_cᵀ`` into
+columns ``rows`` of the output. Backward walks the same chunks to build x's gradient,
+``g · W = Σ_c g[:, rows] · W_c``, decoding each chunk again instead of keeping it. W0 gets no
+gradient (it is not a Parameter); A and B get theirs from the low-rank path alone, as in ``F.lora_linear``.
 
 The plain formula, for reading next to the loop: ``h = x · dequantize(W0)ᵀ + b + s · (x · Aᵀ) · Bᵀ``.
 
@@ -20,8 +20,7 @@ from __future__ import annotations
 
 from ._op_checks import same_device, tensor_arg
 from ._validate import check_int
-from .backend import device_of
-from .nf4 import NF4Weight
+from .block_weight import BlockWeight
 from .tensor import Tensor, _result
 
 __all__ = ["CHUNK_ROWS", "linear_4bit", "lora_linear_4bit"]
@@ -29,19 +28,21 @@ __all__ = ["CHUNK_ROWS", "linear_4bit", "lora_linear_4bit"]
 CHUNK_ROWS = 256  # output rows decoded at a time: a (256, in) float32 chunk, 576 KiB for in = 576
 
 
-def linear_4bit(x, weight: NF4Weight, bias=None, chunk_rows: int = CHUNK_ROWS) -> Tensor:
-    """``x · Wᵀ + bias`` with W held in NF4. Shapes: x (..., in), weight (out, in), bias (out,) -> (..., out).
+def linear_4bit(x, weight: BlockWeight, bias=None, chunk_rows: int = CHUNK_ROWS) -> Tensor:
+    """``x · Wᵀ + bias`` with W held in blocks (NF4, Q4_1, Q8_0).
+
+    Shapes: x (..., in), weight (out, in), bias (out,) -> (..., out).
 
     Only x (and a trainable bias) get gradients.
     """
     return _chunked("linear_4bit", x, weight, bias, None, None, 0.0, chunk_rows)
 
 
-def lora_linear_4bit(x, weight: NF4Weight, bias, lora_A, lora_B, scaling: float,
+def lora_linear_4bit(x, weight: BlockWeight, bias, lora_A, lora_B, scaling: float,
                      chunk_rows: int = CHUNK_ROWS) -> Tensor:
     """A LoRA layer on a 4-bit base in one op (QLoRA): ``x · W0ᵀ + bias + scaling · (x · Aᵀ) · Bᵀ``.
 
-    Shapes: x (..., in), weight W0 (out, in) in NF4, bias (out,) or None, lora_A (r, in), lora_B (out, r)
+    Shapes: x (..., in), weight W0 (out, in) in blocks, bias (out,) or None, lora_A (r, in), lora_B (out, r)
     -> (..., out). Computes in x's dtype (float32; float64 in gradchecks).
     """
     A, B = tensor_arg(lora_A, "lora_A", "lora_linear_4bit"), tensor_arg(lora_B, "lora_B", "lora_linear_4bit")
@@ -51,12 +52,12 @@ def lora_linear_4bit(x, weight: NF4Weight, bias, lora_A, lora_B, scaling: float,
 def _chunked(where, x, weight, bias, A, B, scaling, chunk_rows) -> Tensor:
     x = tensor_arg(x, "x", where)
     bias = None if bias is None else tensor_arg(bias, "bias", where)
-    if not isinstance(weight, NF4Weight):
-        raise TypeError(f"{where}: weight must be an NF4Weight (tinylora.nf4.quantize_nf4), "
-                        f"got {type(weight).__name__}")
+    if not isinstance(weight, BlockWeight):
+        raise TypeError(f"{where}: weight must be a BlockWeight (tinylora.nf4.quantize_nf4, "
+                        f"tinylora.gguf_blocks.quantize_q4_1), got {type(weight).__name__}")
     same_device(where, x=x, bias=bias, lora_A=A, lora_B=B)
-    if device_of(weight.codes) != x.device:
-        raise ValueError(f"{where}: the 4-bit weight is on {device_of(weight.codes)!r} but x is on "
+    if weight.device != x.device:
+        raise ValueError(f"{where}: the 4-bit weight is on {weight.device!r} but x is on "
                          f"{x.device!r}; call quantize_base after model.to(device), not before")
     chunk_rows = check_int("chunk_rows", chunk_rows, low=1, where=where)
     n_out, n_in = weight.shape

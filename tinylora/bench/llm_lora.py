@@ -4,15 +4,16 @@
     tinylora bench llm-lora --quick    # the tiny random Llama preset, a few small steps: a smoke run
 
 Measured side by side in one run (the functions take turns, medians shown):
-  - one training step (forward, backward, AdamW) of LoRA in tinylora, of LoRA on the 4-bit (NF4) base, of
-    full fine-tuning (every parameter trains), and of LoRA in PyTorch + PEFT on transformers'
+  - one training step (forward, backward, AdamW) of LoRA in tinylora, of LoRA on a 4-bit base (NF4, and
+    GGUF's own Q4_1 blocks: ``quantize_base(model, method="q4_1")``), of full fine-tuning (every
+    parameter trains), and of LoRA in PyTorch + PEFT on transformers'
     LlamaForCausalLM holding the same weights (skipped without torch, transformers and peft);
   - inference (a forward of the same batch, no gradients) with the adapter unmerged and merged;
-  - peak resident memory (VmHWM) of full fine-tuning, LoRA and LoRA on the 4-bit base, each in a fresh
+  - peak resident memory (VmHWM) of full fine-tuning, LoRA and LoRA on each 4-bit base, each in a fresh
     process: the high-water mark is reset once the model is built, then ``--rss-steps`` steps run; next to
     it, ``memory_report`` of the same run (counted weights, gradients and optimizer state, measured
     activations), and their difference;
-  - QLoRA's quality: ``--quality-steps`` steps of LoRA on the float32 base and on the 4-bit base, same
+  - QLoRA's quality: ``--quality-steps`` steps of LoRA on the float32 base and on each 4-bit base, same
     seed and batches, on a generated corpus (recipe cards, ``tinylora.corpora``), held-out loss before
     and after.
 """
@@ -38,7 +39,8 @@ GOAL = 1.0  # tinylora's LoRA step over PyTorch + PEFT's
 SETTINGS = {"full": dict(batch=4, seq=128, repeat=5, warmup=1, rss_steps=2, quality_steps=24, quality_seq=64),
             "quick": dict(batch=2, seq=16, repeat=2, warmup=1, rss_steps=1, quality_steps=3, quality_seq=16)}
 LORA = dict(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"])
-KINDS = ("full", "lora", "qlora")
+KINDS = ("full", "lora", "qlora", "qlora-q4_1")  # qlora: NF4, blocks of 64; qlora-q4_1: the GGUF's blocks
+QUANTIZED = {"qlora": "nf4", "qlora-q4_1": "q4_1"}
 
 
 # ---- the models ------------------------------------------------------------------------------
@@ -53,11 +55,12 @@ def load_base(name: str):
 
 
 def build(kind: str, name: str, init_lora_weights=True):
-    """A model ready to train: "full" (every parameter), "lora" (r = 8 on q, v), "qlora" (the same on NF4)."""
+    """A model ready to train: "full" (every parameter), "lora" (r = 8 on q, v), "qlora" (the same on NF4),
+    "qlora-q4_1" (the same on Q4_1 blocks, the GGUF file's own)."""
     from ..lora import LoraConfig, apply_lora, quantize_base
     model, _ = load_base(name)
-    if kind == "qlora":
-        quantize_base(model)
+    if kind in QUANTIZED:
+        quantize_base(model, method=QUANTIZED[kind])
     if kind != "full":
         apply_lora(model, LoraConfig(**LORA, init_lora_weights=init_lora_weights))
     return model
@@ -203,7 +206,7 @@ def quality(name: str, s: dict, seed: int = 0, lr: float = 1e-3) -> dict:
     n_windows = min(8, (held.size - 1) // (T + 1))
     windows = held[:n_windows * (T + 1)].reshape(n_windows, T + 1)
     results = {}
-    for kind in ("lora", "qlora"):
+    for kind in ("lora",) + tuple(QUANTIZED):
         model = build(kind, name)
         before = heldout_loss(model, windows)
         rng = np.random.default_rng(seed)
@@ -235,7 +238,8 @@ def print_steps(times: dict, s: dict) -> None:
         print(f"  tinylora LoRA / PyTorch+PEFT LoRA: {ratio:.2f}x (goal <= {GOAL}: "
               f"{'ok' if ratio <= GOAL else 'MISSED'})")
     print(f"  tinylora LoRA / full fine-tuning:  {lora / times['full step']:.2f}x")
-    print(f"  LoRA on the 4-bit base / LoRA:     {times['qlora step'] / lora:.2f}x")
+    print(f"  LoRA on the NF4 base / LoRA:       {times['qlora step'] / lora:.2f}x")
+    print(f"  LoRA on the Q4_1 base / LoRA:      {times['qlora-q4_1 step'] / lora:.2f}x")
     print(f"  merged / unmerged forward:         {times['merged forward'] / times['unmerged forward']:.2f}x")
 
 
@@ -248,8 +252,9 @@ def print_memory(children: dict) -> None:
               + ("" if c["reset"] else "  (peak not reset: includes loading)"))
     frozen = {kind: sum(n for row, n in c["report"] if row.startswith("frozen"))
               for kind, c in children.items()}
-    print(f"  frozen-weight bytes, 4-bit / float32: {frozen['qlora']:,d} / {frozen['lora']:,d} = "
-          f"{frozen['qlora'] / frozen['lora']:.3f}x (goal <= 0.3)")
+    for kind in QUANTIZED:
+        print(f"  frozen-weight bytes, {kind} / float32: {frozen[kind]:,d} / {frozen['lora']:,d} = "
+              f"{frozen[kind] / frozen['lora']:.3f}x (goal <= 0.3)")
     for kind, c in children.items():
         print(f"\nmemory_report, {kind}:")
         for row, n in c["report"]:
@@ -257,12 +262,14 @@ def print_memory(children: dict) -> None:
 
 
 def print_quality(results: dict, s: dict) -> None:
-    (b32, a32), (b4, a4) = results["lora"], results["qlora"]
+    b32, a32 = results["lora"]
     print(f"\nQLoRA quality: {s['quality_steps']} LoRA steps, batch {s['batch']} x {s['quality_seq']}, "
           "recipe cards (tinylora.corpora), held-out loss")
-    print(f"  float32 base: {b32:.4f} before, {a32:.4f} after")
-    print(f"  4-bit base:   {b4:.4f} before, {a4:.4f} after")
-    print(f"  after, 4-bit vs float32: {100 * (a4 - a32) / a32:+.2f}% (goal within 2%)")
+    print(f"  {'float32 base:':<14} {b32:.4f} before, {a32:.4f} after")
+    for kind, method in QUANTIZED.items():
+        b4, a4 = results[kind]
+        print(f"  {method.upper() + ' base:':<14} {b4:.4f} before, {a4:.4f} after; "
+              f"after, vs float32: {100 * (a4 - a32) / a32:+.2f}% (goal within 2%)")
 
 
 def build_parser() -> argparse.ArgumentParser:

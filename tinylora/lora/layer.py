@@ -145,7 +145,7 @@ class LoraLinear(Module):
         the fly (out·r·in multiply-adds), then one GEMM forward and one for x's gradient, as in a Linear (the
         formula step by step makes three). A 4-bit W0 (qlora.py): lora_linear_4bit, W a chunk at a time."""
         base = self.base_layer
-        op = F.lora_linear if isinstance(base.weight, Tensor) else lora_linear_4bit  # else an NF4Weight
+        op = F.lora_linear if isinstance(base.weight, Tensor) else lora_linear_4bit  # else a BlockWeight
         return op(x, base.weight, base.bias, adapter.lora_A, adapter.lora_B, adapter.scaling)
 
     def base_forward(self, x) -> Tensor:
