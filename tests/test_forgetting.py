@@ -163,3 +163,17 @@ def test_the_committed_real_sweep_is_the_documented_command():
     methods = sorted((r["method"], r["rank"] or 0, "+".join(r["targets"])) for r in read_results(REAL_SWEEP))
     assert methods == [("full", 0, "all-linear"), ("full", 0, "q_proj+v_proj")] + [
         ("lora", r, "q_proj+v_proj") for r in (1, 2, 4, 8, 16)]
+
+
+def test_the_sweep_report_of_the_domain_task_shows_the_fables_loss_beside_the_task_loss(tmp_path):
+    """The toy base was pre-trained on fables: its held-out fables loss is the toy task's forgetting."""
+    from tinylora.experiments.report import report_markdown
+    runs = [line("domain", "lora", 1, 1.2, 0.55), line("domain", "lora", 4, 0.6, 0.7),
+            line("domain", "full", None, 0.4, 0.9, targets=("all",))]
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in runs))
+    text = report_markdown(tmp_path)
+    assert "| val_loss mean (min–max) | accuracy | fables loss (forgetting) |" in text
+    assert "| lora | 4 | q_proj+v_proj | – | 1 | 0.6000 | 0.500 | 0.7000 | 400 |" in text
+    # base 2.0 -> LoRA r=4 0.6 is 1.4 of full's 1.6 (87%); then the fables losses of the same two rows
+    assert ("recovers 87% of full fine-tuning's improvement (held-out loss: base 2.000, LoRA 0.6000, full "
+            "0.4000). Forgetting, the held-out fables loss: base 0.5000, LoRA 0.7000, full 0.9000.") in text

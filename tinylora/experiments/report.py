@@ -24,6 +24,8 @@ from .summary import (
     _k_star,
     _lora_series,
     _main_variant,
+    _mean,
+    _metric,
     _required_lora_series,
     _scale_label,
     _task_runs,
@@ -64,15 +66,18 @@ def _diverged_lines(runs: list[dict]) -> list[str]:
 
 def _markdown_table(rows: list[dict]) -> list[str]:
     metric = rows[0]["metric"]
+    forgetting = any(r.get("forget_loss") is not None for r in rows)   # a column only where it was measured
     lines = [f"| method | rank | targets | scaling | seeds | {metric} mean (min–max) | accuracy "
-             "| trainable params | trainable % | adapter bytes | seconds |",
-             "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+             + ("| fables loss (forgetting) " if forgetting else "")
+             + "| trainable params | trainable % | adapter bytes | seconds |",
+             "|---|---:|---|---|---:|---:|---:|" + ("---:|" if forgetting else "") + "---:|---:|---:|---:|"]
     for r in rows:
         pct = "–" if r["trainable_pct"] is None else f"{r['trainable_pct']:.3g}"
         lines.append(f"| {r['method']} | {r['rank'] if r['rank'] is not None else '–'} | {r['targets']} "
                      f"| {_scale_label(r['alpha'], r['rslora'])} "
                      f"| {_fmt_seeds(r)} | {_fmt_spread(r)} | {_fmt(r['accuracy'], 3)} "
-                     f"| {_fmt_int(r['trainable_params'])} | {pct} | {_fmt_int(r['adapter_bytes'])} "
+                     + (f"| {_fmt(r.get('forget_loss'))} " if forgetting else "")
+                     + f"| {_fmt_int(r['trainable_params'])} | {pct} | {_fmt_int(r['adapter_bytes'])} "
                      f"| {_fmt(r['seconds'], 3)} |")
     return lines
 
@@ -117,8 +122,13 @@ def interpret_loss_task(results: list[dict], rows: list[dict], task: str) -> str
     row, fraction = _recovery_choice(curve, base, full["mean"])
     share = row["trainable_pct"]
     pct = "" if share is None else f" with {_fmt_pct(share)} of parameters trainable"
-    return (f"LoRA r={row['rank']} recovers {100 * fraction:.0f}% of full fine-tuning's improvement{pct} "
-            f"(held-out loss: base {_fmt(base)}, LoRA {_fmt(row['mean'])}, full {_fmt(full['mean'])}).")
+    sentence = (f"LoRA r={row['rank']} recovers {100 * fraction:.0f}% of full fine-tuning's improvement{pct} "
+                f"(held-out loss: base {_fmt(base)}, LoRA {_fmt(row['mean'])}, full {_fmt(full['mean'])}).")
+    base_forget = _mean(_metric(r, "base_forget_loss") for r in _task_runs(results, task))
+    if base_forget is None or row.get("forget_loss") is None or full.get("forget_loss") is None:
+        return sentence
+    return (sentence + f" Forgetting, the held-out fables loss: base {_fmt(base_forget)}, LoRA "
+            f"{_fmt(row['forget_loss'])}, full {_fmt(full['forget_loss'])}.")
 
 
 def interpret_budget(results: list[dict], rows: list[dict]) -> str:

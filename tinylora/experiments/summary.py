@@ -27,8 +27,8 @@ from .results import is_diverged, naming, task_key
 __all__ = ["SUMMARY_COLUMNS", "MissingData", "main_metric", "summarize", "write_summary_csv", "diverged_rows"]
 
 SUMMARY_COLUMNS = ("task", "method", "rank", "targets", "alpha", "rslora", "n_seeds", "n_diverged", "metric",
-                   "mean", "min", "max", "accuracy", "trainable_params", "trainable_pct", "adapter_bytes",
-                   "seconds")
+                   "mean", "min", "max", "accuracy", "forget_loss", "trainable_params", "trainable_pct",
+                   "adapter_bytes", "seconds")
 
 
 class MissingData(Exception):
@@ -127,6 +127,7 @@ def _summary_row(task: str, method: str, rank, variant: tuple, all_runs: list[di
         "mean": float(np.mean(values)) if values else None,
         "min": min(values) if values else None, "max": max(values) if values else None,
         "accuracy": _mean(_metric(r, "accuracy") for r in runs),
+        "forget_loss": _mean(_metric(r, "forget_loss") for r in runs),   # the domain tasks: fables loss
         "trainable_params": int(trainable) if trainable is not None else None,
         "trainable_pct": _trainable_pct(runs),
         "adapter_bytes": int(adapter) if adapter is not None else None,
