@@ -157,3 +157,28 @@ def test_a_mixed_batch_on_a_device_backend_equals_the_cpu_one(backend):
     logits.sum().backward()
     assert {p.device for p in model.parameters()} == {"cuda"}
     np.testing.assert_allclose(asnumpy(logits.data), on_cpu, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("use_cache", [True, False], ids=["kv-cache", "no-cache"])
+def test_generate_with_adapter_names_decodes_each_row_as_its_adapter_alone_would(use_cache):
+    from tinylora.models.generation import generate
+    model = two_adapters(Llama(TINY_LLAMA, seed=0))
+    prompt = IDS[:, :3]
+    mixed = generate(model, prompt, max_new_tokens=6, top_k=1, use_cache=use_cache, adapter_names=NAMES)
+    alone = []
+    for row, name in enumerate(NAMES):
+        if name is None:
+            with lora.disable_adapters(model):
+                alone.append(generate(model, prompt[row:row + 1], max_new_tokens=6, top_k=1)[0])
+        else:
+            lora.set_adapter(model, name)
+            alone.append(generate(model, prompt[row:row + 1], max_new_tokens=6, top_k=1)[0])
+    np.testing.assert_array_equal(mixed, np.stack(alone))
+    assert len({tuple(r[3:]) for r in alone}) > 1            # the adapters do change the tokens
+
+
+def test_generate_refuses_unknown_adapter_names_before_decoding_anything():
+    from tinylora.models.generation import generate
+    model = two_adapters(GPT(TINY_GPT))
+    with pytest.raises(ValueError, match="adapter_names holds 'c', which is no adapter"):
+        generate(model, IDS[:, :3], max_new_tokens=0, adapter_names=["a", "c", None, None])

@@ -20,6 +20,7 @@ from .. import functional as F
 from .._validate import check_bool, check_int, is_int, is_real
 from ..backend import get_array_module
 from ..tensor import Tensor, no_grad
+from .adapter_rows import adapters_per_row
 
 __all__ = ["generate", "sample_next"]
 
@@ -95,7 +96,7 @@ def sample_next(logits, temperature: float = 1.0, top_k=None, top_p=None, rng=No
 
 def generate(model, ids, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
              top_p: float | None = None, seed: int | None = None, use_cache: bool = True,
-             eos_token_id: int | None = None, crop: bool = False):
+             eos_token_id: int | None = None, crop: bool = False, adapter_names=None):
     """Append up to ``max_new_tokens`` tokens to ``ids`` (B, T); returns (B, T + n_new) token ids.
 
     ``use_cache=False`` re-runs the whole sequence for every token (the same tokens, slower).
@@ -103,6 +104,8 @@ def generate(model, ids, max_new_tokens: int, temperature: float = 1.0, top_k: i
     as every row has, so n_new may be less than ``max_new_tokens``. A sequence longer than the
     model's ``context_length`` is refused unless ``crop=True``: then the model sees only the last
     ``context_length`` tokens, re-run without a cache once the cache is full (positions shift).
+    ``adapter_names`` (one adapter name, or None for the base, per row) decodes each row with its
+    own adapter in one batch, as ``model(ids, adapter_names=...)`` does (models/adapter_rows.py).
     Runs under ``no_grad`` in eval mode, and restores the model's mode.
     """
     vocab_size, context = model.config.vocab_size, model.context_length
@@ -116,16 +119,17 @@ def generate(model, ids, max_new_tokens: int, temperature: float = 1.0, top_k: i
         raise ValueError(f"the prompt ({ids.shape[1]} tokens) plus max_new_tokens ({max_new_tokens}) is "
                          f"{total}, longer than the model's context of {context} positions; "
                          "shorten them, or pass crop=True to keep only the last positions")
-    if max_new_tokens == 0:
-        return ids
-    was_training = model.training
-    model.eval()
-    try:
-        with no_grad():
-            return _decode(model, ids, max_new_tokens, (temperature, top_k, top_p),
-                           xp.random.default_rng(seed), use_cache, eos_token_id, min(total, context))
-    finally:
-        model.train(was_training)
+    with adapters_per_row(model, adapter_names, ids.shape[0]):   # the names are checked first
+        if max_new_tokens == 0:
+            return ids
+        was_training = model.training
+        model.eval()
+        try:
+            with no_grad():
+                return _decode(model, ids, max_new_tokens, (temperature, top_k, top_p),
+                               xp.random.default_rng(seed), use_cache, eos_token_id, min(total, context))
+        finally:
+            model.train(was_training)
 
 
 def _decode(model, ids, max_new_tokens, sampling, rng, use_cache, eos_token_id, max_len):
