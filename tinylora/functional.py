@@ -186,13 +186,18 @@ def log_softmax(x, axis: int = -1) -> Tensor:
     return _result(out, (x,), backward)
 
 
+_CE_ROWS = 64  # rows of logits per block in cross_entropy's forward: 64 x 49,152 float32 is 12 MiB
+
+
 def cross_entropy(logits, targets, ignore_index=None) -> Tensor:
     """Mean negative log-likelihood of ``targets`` under ``softmax(logits)``.
 
     Shapes: logits (..., C) float, targets (...) int in [0, C) -> a scalar. Positions whose
     target equals ``ignore_index`` count for nothing (neither in the sum nor in the mean).
     Raises ValueError for out-of-range targets, a wrong targets shape, or all positions
-    ignored; TypeError for non-integer targets.
+    ignored; TypeError for non-integer targets. Nothing the size of the logits is saved or
+    made in the forward (the exponentials are taken a block of rows at a time): backward keeps
+    each row's log-sum-exp and makes the softmax from the logits again, in its one (N, C) array.
 
     >>> import numpy as np
     >>> from tinylora import Tensor
@@ -223,14 +228,18 @@ def cross_entropy(logits, targets, ignore_index=None) -> Tensor:
     rows = xp.arange(t.shape[0])
 
     x = logits.data.reshape(-1, n_classes)  # (N, C)
-    logp = x - x.max(axis=1, keepdims=True)  # (N, C) shifted; log-probabilities after the next line
-    logp -= xp.log(xp.exp(logp).sum(axis=1, keepdims=True))
-    loss = -(logp[rows, safe_t] * keep).sum() / n_kept
+    lse = x.max(axis=1, keepdims=True)  # (N, 1): the row max, then log(sum(exp(x))) in place
+    for i in range(0, x.shape[0], _CE_ROWS):  # a block of rows at a time: no (N, C) temporary
+        block = x[i:i + _CE_ROWS] - lse[i:i + _CE_ROWS]  # (rows, C), shifted
+        lse[i:i + _CE_ROWS] += xp.log(xp.exp(block, out=block).sum(axis=1, keepdims=True))
+    loss = -((x[rows, safe_t] - lse[:, 0]) * keep).sum() / n_kept  # log-probabilities of the targets
 
-    def backward(g):  # (softmax - one_hot) * keep / n_kept
-        grad = xp.exp(logp)
-        grad[rows, safe_t] -= 1
-        grad *= (keep * (g / n_kept))[:, None]
+    def backward(g):  # (softmax - one_hot) * keep / n_kept; softmax from the saved lse, not saved itself
+        grad = x - lse  # (N, C) log-probabilities, a new array: the softmax, then the gradient, in place
+        xp.exp(grad, out=grad)
+        coef = keep * (g / n_kept)  # (N,): 1 / n_kept, or 0 where ignored
+        grad *= coef[:, None]
+        grad[rows, safe_t] -= coef
         return (grad.reshape(logits.shape),)
     return _result(xp.asarray(loss), (logits,), backward)
 
