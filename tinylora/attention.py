@@ -27,7 +27,8 @@ def scaled_dot_product_attention(q, k, v, causal: bool = True) -> Tensor:
     Shapes: q (..., T, hd), k (..., S, hd), v (..., S, hv) -> (..., T, hv); usually
     (B, n_head, T, head_dim). With ``causal``, query t sees keys s <= t + (S - T): the queries
     are the last T of the S positions (T == S in training; T < S when keys are cached), so
-    causal attention needs T <= S.
+    causal attention needs T <= S. Grouped-query attention passes k, v as (..., 1, S, hd), shared
+    by the G query heads of q (..., G, T, hd): the groups become rows, one GEMM per kv head.
 
     >>> import numpy as np
     >>> from tinylora import Tensor
@@ -56,27 +57,45 @@ def scaled_dot_product_attention(q, k, v, causal: bool = True) -> Tensor:
         raise ValueError(f"{fn}: causal attention needs T <= S (queries are the last T "
                          f"of S key positions); got T={T}, S={S}")
     scale = 1.0 / math.sqrt(q.shape[-1])
-    q_scaled = q.data * scale  # (..., T, hd): cheaper to scale than the (T, S) scores
-    scores = q_scaled @ k.data.swapaxes(-1, -2)  # (..., T, S), a new array
-    if causal:
-        scores += _causal_mask(T, S, scores.dtype, xp)  # -inf above the shifted diagonal
+    # Grouped queries (GQA: k, v of shape (..., 1, S, hd) shared by q's (..., G, T, hd)): the G groups
+    # are folded into the rows, so each kv head is one GEMM of G*T rows, not G broadcast ones.
+    fold = _shared_by_groups(q.shape, k.shape, v.shape)
+    rows = q.shape[:-3] + (q.shape[-3] * T,) if fold else q.shape[:-2] + (T,)  # (..., [G*]T)
+    kd = k.data[..., 0, :, :] if fold else k.data  # (..., S, hd)
+    vd = v.data[..., 0, :, :] if fold else v.data  # (..., S, hv)
+    q_scaled = (q.data * scale).reshape(rows + q.shape[-1:])  # (..., [G*]T, hd): cheaper than the scores
+    scores = q_scaled @ kd.swapaxes(-1, -2)  # (..., [G*]T, S), a new array
+    if causal:  # -inf above the shifted diagonal, the same (T, S) mask for every group
+        per_query = scores.reshape(-1, T, S)  # a view of the new array: the mask is added in place
+        per_query += _causal_mask(T, S, scores.dtype, xp)
     scores -= scores.max(axis=-1, keepdims=True)  # no overflow in exp
-    probs = _exp_normalise(scores, -1, xp)  # (..., T, S), the same array; saved for backward
-    out = probs @ v.data  # (..., T, hv)
+    probs = _exp_normalise(scores, -1, xp)  # (..., [G*]T, S), the same array; saved for backward
+    out = probs @ vd  # (..., [G*]T, hv)
+
+    def fit(grad, t):  # a gradient in t's shape: unfolded, or summed over broadcast axes
+        return grad.reshape(t.shape) if fold else unbroadcast(grad, t.shape)
 
     def backward(g):  # g: (..., T, hv)
-        gv = unbroadcast(probs.swapaxes(-1, -2) @ g, v.shape) if v.requires_grad else None
+        g = g.reshape(out.shape)  # (..., [G*]T, hv)
+        gv = fit(probs.swapaxes(-1, -2) @ g, v) if v.requires_grad else None  # (..., S, hv)
         gq = gk = None
         if q.requires_grad or k.requires_grad:
-            gs = g @ v.data.swapaxes(-1, -2)  # (..., T, S): d loss / d probs, then / d scores in place
+            gs = g @ vd.swapaxes(-1, -2)  # (..., [G*]T, S): d loss / d probs, then / d scores in place
             gs -= (g * out).sum(axis=-1, keepdims=True)  # <dprobs, probs> per row equals <g, out>
             gs *= probs  # softmax backward
             if q.requires_grad:
-                gq = unbroadcast(gs @ k.data, q.shape)  # (..., T, hd)
+                gq = gs @ kd  # (..., [G*]T, hd)
                 gq *= scale
-            gk = unbroadcast(gs.swapaxes(-1, -2) @ q_scaled, k.shape) if k.requires_grad else None
+                gq = fit(gq, q)
+            gk = fit(gs.swapaxes(-1, -2) @ q_scaled, k) if k.requires_grad else None  # (..., S, hd)
         return gq, gk, gv
-    return _result(out, (q, k, v), backward)
+    return _result(out.reshape(q.shape[:-1] + v.shape[-1:]) if fold else out, (q, k, v), backward)
+
+
+def _shared_by_groups(q_shape, k_shape, v_shape) -> bool:
+    """True when k and v are (..., 1, S, h) and q is (..., G, T, hd) with the same leading dimensions."""
+    return (len(q_shape) == len(k_shape) == len(v_shape) >= 3 and k_shape[-3] == v_shape[-3] == 1
+            and q_shape[:-3] == k_shape[:-3] == v_shape[:-3])
 
 
 def _exp_normalise(shifted, axis, xp):
