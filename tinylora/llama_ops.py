@@ -120,11 +120,10 @@ def swiglu(gate, up) -> Tensor:
     def backward(g):
         g_up = g * act if up.requires_grad else None
         g_gate = None
-        if gate.requires_grad:  # g * up * s (1 + a (1 - s))
+        if gate.requires_grad:  # g * up * silu'(a), silu'(a) = s (1 + a (1 - s)) = s + act (1 - s)
             g_gate = 1.0 - s
-            g_gate *= a
-            g_gate += 1.0
-            g_gate *= s
+            g_gate *= act
+            g_gate += s
             g_gate *= u
             g_gate *= g
         return g_gate, g_up
