@@ -108,6 +108,13 @@ def save_model(model, path, metadata: dict | None = None) -> None:
     if not hasattr(model, "state_dict") or not hasattr(config, "to_dict"):
         raise TypeError("save_model expects a model with a .config (such as a GPT), "
                         f"got {type(model).__name__}")
+    held = model.block_weights() if hasattr(model, "block_weights") else []
+    if held:
+        name, weight = held[0]
+        raise ValueError(f"save_model: layer {name!r} holds a {weight.label} weight, which a checkpoint "
+                         "of Parameters does not hold; save the adapters (tinylora.lora.save_adapter) and "
+                         "rebuild the base from its source, or call tinylora.lora.dequantize_base(model) "
+                         "first")
     save_arrays(path, model.state_dict(), {"model": type(model).__name__, **config.to_dict()}, metadata)
 
 

@@ -21,6 +21,7 @@ from collections import OrderedDict, namedtuple
 
 from ._validate import check_bool, check_float_dtype, check_loaded_array, is_int
 from .backend import asnumpy, to_device
+from .block_weight import BlockWeight
 from .tensor import Tensor
 
 __all__ = ["Parameter", "Module", "ModuleList", "Sequential"]
@@ -253,11 +254,21 @@ class Module:
             device, dtype = None, device if dtype is None else dtype
         if dtype is not None:
             dtype = check_float_dtype("dtype", dtype, where=f"{type(self).__name__}.to")
+        for name, weight in self.block_weights() if device is not None else ():
+            if weight.device != device:  # 4-bit weights are not Parameters: refused before anything moves
+                raise ValueError(f"{type(self).__name__}.to({device!r}): layer {name!r} holds a "
+                                 f"{weight.label} weight on {weight.device!r}, which .to() does not move; "
+                                 "move the float model first, then call tinylora.lora.quantize_base")
         for p in self.parameters():
             p.data = _moved(p.data, device, dtype)
             if p.grad is not None:
                 p.grad = _moved(p.grad, device, dtype)
         return self
+
+    def block_weights(self) -> list:
+        """(layer name, weight) of each block-quantized weight (``quantize_base``); not Parameters."""
+        return [(name, value) for name, m in self.named_modules() for value in vars(m).values()
+                if isinstance(value, BlockWeight)]
 
     def num_parameters(self, trainable_only: bool = False) -> int:
         """The number of scalars in all (or only the trainable) parameters."""

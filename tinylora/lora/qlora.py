@@ -16,9 +16,9 @@ the 4-bit base computes with exactly the float32 base's values: 0.18x the bytes 
 NF4 instead rounds those values onto its own 16 levels (+14.8% held-out loss on SmolLM2-135M, docs/qlora.md).
 
 Rules: quantize before building the optimizer, and after ``model.to(device)`` (a 4-bit weight is not a
-Parameter, so ``to()`` does not move it, and the optimizer never sees it). Adapters added after quantizing
-work as before. Merging into a 4-bit base raises: W0 + ΔW rounded back to 16 levels would lose most of a
-small ΔW, so ``dequantize_base(model)`` first gives float32 weights (the 4-bit values, exactly), which
+Parameter: ``to()`` another device refuses it, and the optimizer never sees it). Adapters added after
+quantizing work as before. Merging into a 4-bit base raises: W0 + ΔW rounded back to 16 levels would lose most
+of a small ΔW, so ``dequantize_base(model)`` first gives float32 weights (the 4-bit values, exactly), which
 merge as usual. DoRA and PiSSA read or rewrite W0's float32 values, so they are refused on a 4-bit base.
 
 >>> from tinylora.models import GPT, GPTConfig
