@@ -130,6 +130,8 @@ def test_a_tinylora_adapter_loads_in_peft_with_the_same_logits(ours, theirs, ids
         assert peft_model.peft_config["default"].use_rslora is use_rslora
         got = their_logits(peft_model, ids)
     assert relative_error(want, base_logits) > 100 * TOLERANCE  # the adapter's change: far beyond it
+    print(f"tinylora -> PEFT, use_rslora={use_rslora}: logits differ by {relative_error(got, want):.1e} "
+          f"of the largest (the adapter moved them by {relative_error(want, base_logits):.1e})")
     assert relative_error(got, want) < TOLERANCE
 
 
@@ -154,4 +156,6 @@ def test_a_peft_adapter_loads_in_tinylora_with_the_same_logits(ours, theirs, ids
             (8 / 2 if use_rslora else 8 / 4)  # α/√r or α/r
         got = our_logits(model, ids)
     assert relative_error(want, base_logits) > 100 * TOLERANCE
+    print(f"PEFT -> tinylora, use_rslora={use_rslora}: logits differ by {relative_error(got, want):.1e} "
+          f"of the largest (the adapter moved them by {relative_error(want, base_logits):.1e})")
     assert relative_error(got, want) < TOLERANCE
