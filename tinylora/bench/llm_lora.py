@@ -8,7 +8,8 @@ Measured side by side in one run (the functions take turns, medians shown):
     GGUF's own Q4_1 blocks: ``quantize_base(model, method="q4_1")``), of full fine-tuning (every
     parameter trains), and of LoRA in PyTorch + PEFT on transformers'
     LlamaForCausalLM holding the same weights (skipped without torch, transformers and peft);
-  - inference (a forward of the same batch, no gradients) with the adapter unmerged and merged;
+  - inference (a forward of the same batch, no gradients) with the adapter unmerged and merged, in a
+    fresh process that holds only those two models;
   - peak resident memory (VmHWM) of full fine-tuning, LoRA and LoRA on each 4-bit base, each in a fresh
     process: the high-water mark is reset once the model is built, then ``--rss-steps`` steps run; next to
     it, ``memory_report`` of the same run (counted weights, gradients and optimizer state, measured
@@ -35,6 +36,7 @@ from .gpt import _limit_threads
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 GOAL = 1.0  # tinylora's LoRA step over PyTorch + PEFT's
+INFERENCE_REPEAT = 7  # at least this many forwards of each model (they take about a second)
 # batch, sequence, timed repeats, warmup rounds, steps per RSS child, quality steps, quality sequence
 SETTINGS = {"full": dict(batch=4, seq=128, repeat=5, warmup=1, rss_steps=2, quality_steps=24, quality_seq=64),
             "quick": dict(batch=2, seq=16, repeat=2, warmup=1, rss_steps=1, quality_steps=3, quality_seq=16)}
@@ -118,25 +120,33 @@ def import_peft(skip: bool):
 
 # ---- timing in this process ----------------------------------------------------------------------
 def time_steps(name: str, s: dict, torch) -> dict:
-    """Median seconds of each training step, and of unmerged and merged inference, measured in turns."""
-    from ..lora import merge_and_unload
-    from ..tensor import no_grad
-
+    """Median seconds of each training step, measured in turns."""
     models = {kind: build(kind, name) for kind in KINDS}
     x, y = batch_of(models["lora"].config.vocab_size, s["batch"], s["seq"])
     fns = {f"{kind} step": training_step(model, x, y)[0] for kind, model in models.items()}
     if torch:
         fns["peft step"] = peft_step(peft_model(models["lora"], torch), x, y, torch)
+    samples = timing_samples(fns, repeat=s["repeat"], warmup=s["warmup"])
+    return {name: statistics.median(times) for name, times in samples.items()}
+
+
+def time_inference(name: str, s: dict) -> dict:
+    """Median seconds of a forward (no gradients) with the adapter unmerged and merged, in turns, in a
+    process that holds just these two models (run through ``--child inference``)."""
+    from ..lora import merge_and_unload
+    from ..tensor import no_grad
+
     merged = merge_and_unload(build("lora", name, init_lora_weights=False))
     unmerged = build("lora", name, init_lora_weights=False)
+    x, _ = batch_of(merged.config.vocab_size, s["batch"], s["seq"])
 
     def infer(model):
         def run():
             with no_grad():
                 model(x)
         return run
-    fns["unmerged forward"], fns["merged forward"] = infer(unmerged), infer(merged)
-    samples = timing_samples(fns, repeat=s["repeat"], warmup=s["warmup"])
+    fns = {"unmerged forward": infer(unmerged), "merged forward": infer(merged)}
+    samples = timing_samples(fns, repeat=max(s["repeat"], INFERENCE_REPEAT), warmup=s["warmup"])
     return {name: statistics.median(times) for name, times in samples.items()}
 
 
@@ -179,7 +189,7 @@ def in_child(kind: str, name: str, quick: bool, threads: int, rss_steps: int) ->
                "--threads", str(threads), "--rss-steps", str(rss_steps)] + (["--quick"] if quick else [])
     out = subprocess.run(command, capture_output=True, text=True)
     if out.returncode:
-        raise RuntimeError(f"the {kind} memory child failed:\n{out.stderr[-2000:]}")
+        raise RuntimeError(f"the {kind} child process failed:\n{out.stderr[-2000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -285,7 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--threads", type=int, default=None, help="BLAS and PyTorch threads (default: NumPy's BLAS count)")
     add("--skip-torch", action="store_true", help="measure tinylora only")
     add("--skip-memory", action="store_true", help="no fresh processes for peak RSS")
-    add("--child", choices=KINDS, help=argparse.SUPPRESS)
+    add("--child", choices=KINDS + ("inference",), help=argparse.SUPPRESS)
     return parser
 
 
@@ -299,14 +309,17 @@ def main(argv=None) -> int:
     name = args.model or ("tiny" if args.quick else DEFAULT_MODEL)
     threads = _limit_threads(args.threads)
     if args.child:
-        print(json.dumps(rss_child(args.child, name, s)))
+        child = time_inference(name, s) if args.child == "inference" else rss_child(args.child, name, s)
+        print(json.dumps(child))
         return 0
     torch, why_not = import_peft(args.skip_torch)
     if torch:
         torch.set_num_threads(threads)
     environment_report()
     print(f"threads: {threads}; model: {name}")
-    print_steps(time_steps(name, s, torch), s)
+    times = time_steps(name, s, torch)
+    times.update(in_child("inference", name, args.quick, threads, s["rss_steps"]))
+    print_steps(times, s)
     if not torch:
         print(f"  PyTorch+PEFT column skipped: {why_not}")
     if not args.skip_memory:
