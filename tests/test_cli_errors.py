@@ -111,6 +111,10 @@ OTHER_BAD = [
     (["plot", "missing"], "no results.jsonl in"),
     (["report", "missing"], "no results.jsonl in"),
     (["bench", "nothing"], "argument which: invalid choice: 'nothing'"),
+    # Before: each benchmark's own parser printed its usage (2 to 6 lines) above the error.
+    *[(["bench", which, "--nope"], f"tinylora bench {which}: error: unrecognized arguments: --nope")
+      for which in ("engine", "gpt", "lora", "llm", "llm-lora")],
+    (["bench", "llm-lora", "--repeat", "x"], "argument --repeat: invalid int value: 'x'"),
     (["nothing"], "invalid choice: 'nothing'"),
 ]
 

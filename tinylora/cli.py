@@ -10,6 +10,7 @@ import argparse
 import os
 import sys
 
+from .bench.common import OneLineParser
 from .cli_args import (
     INTERRUPTED,
     _check_output_file,
@@ -143,7 +144,10 @@ def _bench(args) -> int:
     import importlib
 
     module = importlib.import_module(f"tinylora.bench.{args.which.replace('-', '_')}")  # llm-lora: llm_lora
-    return module.main(args.bench_args) or 0
+    try:
+        return module.main(args.bench_args) or 0
+    except SystemExit as exit:  # the benchmark's own --help, or a bad flag (one line on stderr)
+        return exit.code if isinstance(exit.code, int) else 2
 
 
 def _sweep(args) -> int:
@@ -352,11 +356,7 @@ def _add_exercises(sub) -> None:
     add_exercises_parser(sub)
 
 
-class _Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are one line (with where to find the usage), exit code 2."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+_Parser = OneLineParser  # one-line errors, exit code 2 (shared with the benchmarks' own parsers)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,6 +6,7 @@ True
 """
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import resource
@@ -16,6 +17,13 @@ import time
 import numpy as np
 
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line (with where to find the usage), exit code 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def peak_rss_bytes() -> int:

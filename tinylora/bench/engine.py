@@ -16,7 +16,7 @@ import math
 import numpy as np
 
 from ..tensor import Tensor
-from .common import environment_report, median_times
+from .common import OneLineParser, environment_report, median_times
 
 OVERHEAD_TARGET = 2.0  # engine time per op <= 2x PyTorch's
 MATMUL_TARGET = 0.90  # engine matmul forward+backward >= 90% of raw NumPy's GFLOP/s
@@ -117,7 +117,7 @@ def print_matmul(results) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tinylora bench engine", description=__doc__.splitlines()[0],
+    parser = OneLineParser(prog="tinylora bench engine", description=__doc__.splitlines()[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--repeat", type=int, default=31,
                         help="timed samples per measurement (the median is shown)")

@@ -23,7 +23,14 @@ import statistics
 import numpy as np
 
 from ..models.gpt import GPT, GPTConfig
-from .common import batch_of_ids, environment_report, median_time, timing_samples, training_step
+from .common import (
+    OneLineParser,
+    batch_of_ids,
+    environment_report,
+    median_time,
+    timing_samples,
+    training_step,
+)
 
 TARGET = 1.0  # tinylora step time <= PyTorch's on the bench config
 LR, WEIGHT_DECAY = 3e-4, 0.01
@@ -192,7 +199,7 @@ def _print_load(threads: int) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tinylora bench gpt", description=__doc__.splitlines()[0],
+    parser = OneLineParser(prog="tinylora bench gpt", description=__doc__.splitlines()[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--repeat", type=int, default=11,
                         help="timed steps per measurement (the median is shown)")

@@ -31,7 +31,7 @@ import time
 
 import numpy as np
 
-from .common import environment_report, median_times, peak_rss_bytes
+from .common import OneLineParser, environment_report, median_times, peak_rss_bytes
 from .gpt import _limit_threads, _print_load
 
 GOALS = {"decode": 1.0, "cached load": 3.0, "cold load": 30.0}  # x transformers' tok/s; seconds; seconds
@@ -272,7 +272,7 @@ def import_transformers(skip: bool):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tinylora bench llm", description=__doc__.splitlines()[0],
+    parser = OneLineParser(prog="tinylora bench llm", description=__doc__.splitlines()[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add = parser.add_argument
     add("--model", default=DEFAULT_MODEL,

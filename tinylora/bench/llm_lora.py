@@ -31,7 +31,7 @@ import sys
 import numpy as np
 
 from .._validate import check_int
-from .common import environment_report, peak_rss_bytes, timing_samples, training_step
+from .common import OneLineParser, environment_report, peak_rss_bytes, timing_samples, training_step
 from .gpt import _limit_threads
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
@@ -283,7 +283,7 @@ def print_quality(results: dict, s: dict) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tinylora bench llm-lora", description=__doc__.splitlines()[0],
+    parser = OneLineParser(prog="tinylora bench llm-lora", description=__doc__.splitlines()[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add = parser.add_argument
     add("--model", default=None,

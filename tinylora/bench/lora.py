@@ -27,7 +27,14 @@ from .. import lora
 from ..io import save_model
 from ..models.gpt import GPT, GPTConfig
 from ..tensor import no_grad
-from .common import batch_of_ids, environment_report, median_times, peak_rss_bytes, training_step
+from .common import (
+    OneLineParser,
+    batch_of_ids,
+    environment_report,
+    median_times,
+    peak_rss_bytes,
+    training_step,
+)
 
 TARGETS = {"train step": 0.75, "merged inference": 1.02, "training bytes": 0.30}
 LORA = dict(r=8, lora_alpha=16, target_modules=("q_proj", "v_proj"))
@@ -196,7 +203,7 @@ def report(label, batch, steps, sizes, inference, memory, files) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tinylora bench lora", description=__doc__.splitlines()[0],
+    parser = OneLineParser(prog="tinylora bench lora", description=__doc__.splitlines()[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--repeat", type=int, default=21,
                         help="timed samples per measurement (the median is shown)")
