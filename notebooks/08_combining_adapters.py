@@ -28,9 +28,9 @@
 # 4. the LoRA paper's Table 7, read against its random baseline, with Fig. 8 and Fig. 4;
 # 5. two exercises on TIES and DARE.
 #
-# **Time:** about 1 minute on a laptop; measured 3.5 minutes on 2 CPU cores shared with other
-# work. With `TINYLORA_FAST=1` (what the tests run) about 10 s, because the live merge-lab run of
-# section 3 is skipped. The
+# **Time:** under a minute on a laptop; measured 26 s on 2 CPU cores shared with other work (3.5
+# minutes at a heavier load). With `TINYLORA_FAST=1` (what the tests run) about 2 s, because the
+# live merge-lab run of section 3 is skipped. The
 # figures of sections 3 and 4 come from the sweeps committed in `docs/sweeps/`, the same ones
 # [`docs/results.md`](../docs/results.md) shows.
 
