@@ -229,9 +229,12 @@ def cross_entropy(logits, targets, ignore_index=None) -> Tensor:
 
     x = logits.data.reshape(-1, n_classes)  # (N, C)
     lse = x.max(axis=1, keepdims=True)  # (N, 1): the row max, then log(sum(exp(x))) in place
-    for i in range(0, x.shape[0], _CE_ROWS):  # a block of rows at a time: no (N, C) temporary
-        block = x[i:i + _CE_ROWS] - lse[i:i + _CE_ROWS]  # (rows, C), shifted
-        lse[i:i + _CE_ROWS] += xp.log(xp.exp(block, out=block).sum(axis=1, keepdims=True))
+    N = x.shape[0]
+    scratch = xp.empty((min(_CE_ROWS, N), n_classes), dtype=x.dtype)  # one block of rows, reused
+    for i in range(0, N, _CE_ROWS):  # a block of rows at a time: no (N, C) temporary
+        j = min(i + _CE_ROWS, N)
+        block = xp.subtract(x[i:j], lse[i:j], out=scratch[:j - i])  # (rows, C), shifted
+        lse[i:j] += xp.log(xp.exp(block, out=block).sum(axis=1, keepdims=True))  # (rows, 1)
     loss = -((x[rows, safe_t] - lse[:, 0]) * keep).sum() / n_kept  # log-probabilities of the targets
 
     def backward(g):  # (softmax - one_hot) * keep / n_kept; softmax from the saved lse, not saved itself
