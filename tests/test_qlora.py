@@ -262,3 +262,22 @@ def test_without_embeddings_the_tied_lm_head_stays_float32_with_its_table():
     assert isinstance(model.model.embed_tokens.weight, Tensor) and model.lm_head.weight is \
         model.model.embed_tokens.weight
     assert isinstance(model.model.layers[0].mlp.down_proj, Linear4bit)
+
+
+def test_moving_a_4bit_model_to_another_device_is_refused_before_any_parameter_moves():
+    """A 4-bit weight is not a Parameter, so .to() would leave it behind; the error says what to do."""
+    model = apply_lora(quantize_base(tiny_llama()), LoraConfig(r=2))
+    adapter = model.model.layers[0].self_attn.q_proj.adapters["default"].lora_A
+    expected = r"\.to\('cuda'\): layer 'model.embed_tokens' holds a 4-bit NF4 weight on 'cpu'.*quantize_base"
+    with pytest.raises(ValueError, match=expected):
+        model.to("cuda")
+    assert adapter.device == "cpu"
+    assert model.to("cpu") is model                            # where the weights already are: fine
+
+
+def test_save_model_refuses_a_4bit_model_instead_of_writing_a_checkpoint_without_its_base(tmp_path):
+    from tinylora.io import save_model
+    model = quantize_base(tiny_llama())
+    with pytest.raises(ValueError, match=r"'model.embed_tokens' holds a 4-bit NF4 weight.*save_adapter"):
+        save_model(model, tmp_path / "model.npz")
+    assert not list(tmp_path.iterdir())
